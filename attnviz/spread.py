@@ -1,0 +1,104 @@
+"""Structural reach: how far information from some source positions can travel, layer by layer.
+
+A token's hidden state after layer ``l`` depends on its own state before the layer (residual
+stream) and on every key it may attend in layer ``l``. So if ``R_l`` is the set of positions that
+carry information from the sources after ``l`` layers (``R_0`` = the sources),
+
+    ``R_{l+1} = R_l  ∪  {q : masks[l, q, k] for some k in R_l}``.
+
+This needs no model: it is a breadth-first search on the masks, and it is exactly where an
+ablation of the sources can change hidden states (see ``attnviz.influence``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import torch
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Result of :func:`spread`.
+
+    Attributes:
+        reached: bool ``(layers + 1, L)``; ``reached[l, t]``: token ``t`` carries information from
+            the sources after ``l`` layers (row 0 is the sources themselves).
+        first_layer: int64 ``(L,)``; the smallest ``l`` with ``reached[l, t]``, or ``-1`` if never.
+    """
+
+    reached: torch.Tensor
+    first_layer: torch.Tensor
+
+    @property
+    def num_layers(self) -> int:
+        return self.reached.shape[0] - 1
+
+    def fraction_reached(self, layer: int | None = None) -> float:
+        """Share of positions reached after ``layer`` layers (default: all layers)."""
+        row = self.reached[-1 if layer is None else layer]
+        return float(row.float().mean())
+
+    def summary(self, readout: int | None = None) -> str:
+        """One paragraph in words, e.g. for the CLI."""
+        L, n = self.reached.shape[1], self.num_layers
+        never = int((self.first_layer < 0).sum())
+        last = L - 1
+        fl = int(self.first_layer[last])
+        parts = []
+        parts.append(f"the prompt reaches token {last} at layer {fl}" if fl >= 0 else
+                     f"the prompt never reaches token {last} within {n} layers")
+        if readout is not None and readout != last:
+            fr = int(self.first_layer[readout])
+            parts.append(f"the readout token {readout} at layer {fr}" if fr >= 0 else
+                         f"it never reaches the readout token {readout}")
+        per_layer = ", ".join(f"{100 * self.fraction_reached(l):.0f} %" for l in range(1, n + 1))
+        return (f"{'; '.join(parts)}; {100 * never / L:.0f} % of tokens ({never} of {L}) are never reached. "
+                f"Share of tokens reached after layers 1..{n}: {per_layer}.")
+
+
+def _sources_mask(sources, L: int) -> torch.Tensor:
+    if isinstance(sources, torch.Tensor) and sources.dtype == torch.bool:
+        if sources.shape != (L,):
+            raise ValueError(f"a boolean sources mask must have shape ({L},), got {tuple(sources.shape)}")
+        return sources.clone()
+    idx = [int(s) for s in (sources.tolist() if isinstance(sources, torch.Tensor) else sources)]
+    bad = [s for s in idx if not 0 <= s < L]
+    if bad:
+        raise ValueError(f"source positions {bad} are outside [0, {L})")
+    m = torch.zeros(L, dtype=torch.bool)
+    m[idx] = True
+    return m
+
+
+def spread(masks: torch.Tensor, sources: Iterable[int] | torch.Tensor) -> Spread:
+    """Where information from ``sources`` can be after each layer.
+
+    Args:
+        masks: bool ``(layers, L, L)`` from :func:`attnviz.build_masks` (``[l, q, k]`` = q may attend k).
+        sources: positions (e.g. ``layout.prompt_positions``) or a bool ``(L,)`` mask.
+    Returns:
+        :class:`Spread` with ``reached`` bool ``(layers + 1, L)`` and ``first_layer`` ``(L,)``.
+    """
+    if masks.dim() != 3 or masks.shape[1] != masks.shape[2]:
+        raise ValueError(f"masks must be (layers, L, L), got shape {tuple(masks.shape)}")
+    if masks.dtype != torch.bool:
+        raise TypeError(f"masks must be torch.bool (True = may attend), got {masks.dtype}")
+    layers, L, _ = masks.shape
+    current = _sources_mask(sources, L).to(masks.device)
+    rows = [current]
+    for layer in range(layers):
+        # q is reached if it was, or if any key it may attend was (float matvec: exact for 0/1).
+        hits = masks[layer].to(torch.float32) @ current.to(torch.float32)
+        current = current | (hits > 0)
+        rows.append(current)
+    reached = torch.stack(rows).cpu()
+    return Spread(reached=reached, first_layer=first_layer_of(reached))
+
+
+def first_layer_of(reached: torch.Tensor) -> torch.Tensor:
+    """int64 ``(L,)``: index of the first True row per column of ``reached`` ``(layers+1, L)``, -1 if none."""
+    any_ = reached.any(0)
+    first = reached.to(torch.int8).argmax(0)
+    return torch.where(any_, first, torch.full_like(first, -1)).to(torch.int64)
