@@ -102,3 +102,78 @@ def first_layer_of(reached: torch.Tensor) -> torch.Tensor:
     any_ = reached.any(0)
     first = reached.to(torch.int8).argmax(0)
     return torch.where(any_, first, torch.full_like(first, -1)).to(torch.int64)
+
+
+def _window_hits(reached: torch.Tensor, window: int | None, dilation: int, causal: bool) -> torch.Tensor:
+    """bool ``(L,)``: queries with a reached key inside their (dilated) window. O(L) via prefix sums
+    over each residue class mod ``dilation``."""
+    L = reached.shape[0]
+    if window is None:
+        if not causal:
+            return reached.any().expand(L).clone()
+        return torch.cumsum(reached.to(torch.int64), 0) > 0
+    d = dilation
+    m = -(-L // d)
+    padded = torch.zeros(m * d, dtype=torch.int64)
+    padded[:L] = reached.to(torch.int64)
+    cols = padded.view(m, d)                         # cols[:, c] = positions c, c+d, c+2d, ...
+    cs = torch.cat([torch.zeros(1, d, dtype=torch.int64), torch.cumsum(cols, 0)])  # (m+1, d)
+    i = torch.arange(m)
+    if causal:   # keys q, q-d, ..., q-(w-1)d  -> subsequence indices [i-w+1, i]
+        lo, hi = (i - window + 1).clamp(min=0), i
+    else:        # |i - j| <= window // 2 within the residue class
+        lo, hi = (i - window // 2).clamp(min=0), (i + window // 2).clamp(max=m - 1)
+    counts = cs[hi + 1] - cs[lo]                       # (m, d)
+    return (counts > 0).reshape(-1)[:L]
+
+
+def spread_pattern(pattern, layout, num_layers: int, sources=None) -> Spread:
+    """:func:`spread` computed from the pattern's structure — bands, globals, random blocks — in
+    O(layers · (L + blocks²)) time and O(L) memory, never building ``(L, L)`` masks.
+
+    Equal to ``spread(build_masks(pattern, layout, num_layers), sources)`` exactly (tested), so it
+    serves long inputs (L = 16k and more) and interactive views.
+
+    Args:
+        pattern: :class:`attnviz.AttentionPattern`.
+        layout: :class:`attnviz.SequenceLayout` or an int length.
+        num_layers: model depth.
+        sources: positions or bool ``(L,)``; default the layout's prompt positions.
+    """
+    from .patterns import as_layout
+
+    layout = as_layout(layout)
+    pattern.check_layers(num_layers)
+    L = layout.length
+    current = _sources_mask(layout.prompt_positions if sources is None else sources, L)
+    is_global = pattern.global_mask(layout)
+    global_pos = is_global.nonzero().flatten()
+    rows = [current]
+    for layer in range(num_layers):
+        new = current | _window_hits(current, pattern.window_at(layer), pattern.dilation_at(layer), pattern.causal)
+        # Global rows see every (earlier, if causal) key; global columns are seen by every (later) query.
+        if pattern.causal:
+            seen_before = torch.cumsum(current.to(torch.int64), 0) > 0
+            new |= is_global & seen_before
+            hit_globals = global_pos[current[global_pos]]
+            if hit_globals.numel():
+                new |= torch.arange(L) >= int(hit_globals.min())
+        else:
+            if current.any():
+                new |= is_global
+            if current[global_pos].any():
+                new[:] = True
+        table = pattern.random_block_table(layer, L)
+        if table is not None:
+            bs = pattern.block_size
+            nb = table.shape[0]
+            padded = torch.zeros(nb * bs, dtype=torch.bool)
+            padded[:L] = current
+            block_hit = padded.view(nb, bs).any(1)                 # (nb,)
+            query_blocks = (table & block_hit[None, :]).any(1)      # (nb,)
+            new |= query_blocks.repeat_interleave(bs)[:L]
+            # (random key blocks are all earlier blocks under causal, so no k <= q check is needed)
+        current = new
+        rows.append(current)
+    reached = torch.stack(rows)
+    return Spread(reached=reached, first_layer=first_layer_of(reached))
