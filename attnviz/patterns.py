@@ -72,10 +72,19 @@ class AttentionPattern:
 
     def __post_init__(self):
         # Normalise sequences to tuples so patterns are hashable and compare by value.
+        # Only integer-valued entries become ints; floats, strings and bools stay as given so the
+        # checks below reject them instead of silently truncating 2.5 -> 2 or True -> 1.
         for name in ("window", "dilation", "global_positions"):
             value = getattr(self, name)
-            if isinstance(value, (list, tuple, range, np.ndarray, torch.Tensor)):
-                object.__setattr__(self, name, tuple(v if v is None else int(v) for v in value))
+            if isinstance(value, (np.ndarray, torch.Tensor)):
+                value = value.tolist()
+            if isinstance(value, (list, tuple, range)):
+                object.__setattr__(self, name, tuple(int(v) if _is_int(v) else v for v in value))
+        if not isinstance(self.global_positions, tuple):
+            raise TypeError(
+                f"global_positions must be a tuple of positions, got {self.global_positions!r}; "
+                f"for one position write global_positions=({self.global_positions!r},)"
+            )
         if not isinstance(self.causal, bool):
             raise TypeError(f"causal must be True or False, got {self.causal!r}")
         if not isinstance(self.global_prompt, bool):
@@ -94,7 +103,8 @@ class AttentionPattern:
             if not self.causal and w % 2:
                 raise ValueError(
                     f"a bidirectional window is the total width (window // 2 each side, as Longformer's "
-                    f"attention_window) and must be even, got {w}; try {w - 1 if w > 1 else 2} or {w + 1}"
+                    f"attention_window) and must be even, got {w}; try "
+                    + " or ".join(str(x) for x in sorted({max(w - 1, 2), w + 1}))
                 )
         dilations = self.dilation if isinstance(self.dilation, tuple) else (self.dilation,)
         for d in dilations:
@@ -113,6 +123,9 @@ class AttentionPattern:
             )
         if not _is_int(self.seed):
             raise TypeError(f"seed must be an int, got {self.seed!r}")
+        if self.seed < 0:  # numpy.random.default_rng([seed, layer]) needs non-negative entries
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        self.per_layer  # window and dilation tuples must agree on the number of layers
 
     # ---- per-layer views -------------------------------------------------------------------
     @property

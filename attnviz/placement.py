@@ -279,12 +279,16 @@ def insert_prompt(embeds: torch.Tensor, prompt: torch.Tensor, layout: SequenceLa
         ``(B, L, H)`` with ``out[:, layout.prompt_positions[j]] = prompt[j]`` and the tokens in order
         elsewhere. Differentiable in both inputs.
     """
+    if embeds.dim() != 3:
+        raise ValueError(f"embeds must be (B, T, H), got shape {tuple(embeds.shape)}")
     B, T, H = embeds.shape
     if T != layout.n_tokens:
         raise ValueError(f"embeds have {T} tokens, the layout expects {layout.n_tokens} (+{layout.n_prompt} prompt)")
     if prompt.shape != (layout.n_prompt, H):
         raise ValueError(f"prompt has shape {tuple(prompt.shape)}, expected ({layout.n_prompt}, {H})")
-    index = torch.tensor(layout.token_index, device=embeds.device).clamp(min=0)
-    out = embeds[:, index].clone()  # prompt slots hold a copy of token 0 until overwritten below
-    out[:, list(layout.prompt_positions)] = prompt.to(out.dtype)
-    return out
+    # Gather from [tokens | prompt]: token slots index 0..T-1, prompt token j sits at T + j.
+    index = list(layout.token_index)
+    for j, p in enumerate(layout.prompt_positions):
+        index[p] = T + j
+    source = torch.cat([embeds, prompt.to(embeds).expand(B, -1, -1)], dim=1)
+    return source[:, torch.tensor(index, dtype=torch.long, device=embeds.device)]

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
+import numpy as np
 import torch
 
 
@@ -59,11 +60,30 @@ class Spread:
 
 
 def _sources_mask(sources, L: int) -> torch.Tensor:
-    if isinstance(sources, torch.Tensor) and sources.dtype == torch.bool:
-        if sources.shape != (L,):
-            raise ValueError(f"a boolean sources mask must have shape ({L},), got {tuple(sources.shape)}")
-        return sources.clone()
-    idx = [int(s) for s in (sources.tolist() if isinstance(sources, torch.Tensor) else sources)]
+    if isinstance(sources, np.ndarray) or (
+        isinstance(sources, (list, tuple)) and sources and all(isinstance(s, (bool, np.bool_)) for s in sources)
+    ):
+        sources = torch.as_tensor(np.asarray(sources))  # a numpy array, or a list of bools = a mask
+    if isinstance(sources, torch.Tensor):
+        if sources.dtype == torch.bool:
+            if sources.shape != (L,):
+                raise ValueError(f"a boolean sources mask must have shape ({L},), got {tuple(sources.shape)}")
+            return sources.clone()
+        if sources.dim() > 1:
+            raise ValueError(f"sources must be 1-D positions or a bool ({L},) mask, got shape {tuple(sources.shape)}")
+        if sources.is_floating_point() or sources.is_complex():
+            raise TypeError(
+                f"sources must be integer positions (1-D) or a bool ({L},) mask, got a "
+                f"{sources.dtype} tensor of shape {tuple(sources.shape)}"
+            )
+        sources = sources.tolist()
+    if isinstance(sources, (str, bytes)) or not isinstance(sources, Iterable):
+        raise TypeError(f"sources must be a sequence of positions or a bool ({L},) mask, got {sources!r}")
+    idx = list(sources)
+    wrong = [s for s in idx if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer))]
+    if wrong:
+        raise TypeError(f"source positions must be ints in [0, {L}), got {wrong}")
+    idx = [int(s) for s in idx]
     bad = [s for s in idx if not 0 <= s < L]
     if bad:
         raise ValueError(f"source positions {bad} are outside [0, {L})")

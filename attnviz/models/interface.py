@@ -1,0 +1,468 @@
+"""Run a Hugging Face model under an attnviz pattern, through transformers' ``AttentionInterface``.
+
+:func:`with_pattern` registers one attention function (and the matching mask function) under a
+fresh name, switches the model to it with ``model.set_attn_implementation`` and switches it back
+on exit. The attention function is called once per layer with ``module.layer_idx``; it takes the
+mask the model already built (padding, causality, a native sliding window) and additionally blocks
+every pair that :func:`attnviz.build_masks` blocks for that layer. So the effective attention is
+``model mask AND pattern mask``, and for a model without its own window it is the pattern exactly.
+
+Backends (all from the same :func:`attnviz.build_masks` / :func:`attnviz.mask_mod` rule):
+
+=========  ==============================================  ==========  ======================
+backend    how                                             attentions  trains (backward)
+=========  ==============================================  ==========  ======================
+``dense``  the model's own eager attention with an         yes         yes
+           additive float mask (0 allowed, ``finfo.min``
+           blocked); memory ``B * H * L * L``
+``sdpa``   ``torch.nn.functional.scaled_dot_product_       no (None)   yes
+           attention`` with the same float mask; faster
+``flex``   FlexAttention with a ``BlockMask`` per layer     no (None)   not on CPU (torch has
+           (padding folded into the ``mask_mod``);                      no CPU backward); on
+           compiled with ``torch.compile`` by default                   GPU yes
+=========  ==============================================  ==========  ======================
+
+Why the mask function matters: transformers only builds the padding / causal mask for names it
+finds in ``AttentionMaskInterface``; without it the padding mask would arrive as ``None`` and padded
+keys would silently be attended. And a *boolean* 4D mask under eager attention is added as ``+1.0``
+(it masks nothing), so every mask is converted to an additive float mask here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import sys
+import warnings
+from collections import OrderedDict
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+import torch
+from transformers import AttentionInterface, PreTrainedModel
+from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers.masking_utils import (
+    AttentionMaskInterface,
+    add_offsets_to_mask_function,
+    and_masks,
+    causal_mask_function,
+    eager_mask,
+    padding_mask_function,
+    prepare_padding_mask,
+)
+
+from ..patterns import AttentionPattern, build_masks, mask_mod
+from ..placement import SequenceLayout
+
+BACKENDS = ("dense", "sdpa", "flex")
+
+# Model types whose attention does not go through AttentionInterface but has a native translation.
+NATIVE_MODEL_TYPES = ("longformer", "big_bird", "bigbird_pegasus", "led")
+# RoBERTa-style position tables start at padding_idx + 1.
+_OFFSET_POSITION_TYPES = ("roberta", "xlm-roberta", "camembert", "longformer")
+
+_MAX_CACHED_LENGTHS = 8
+_names = itertools.count()
+
+
+# ---- public ------------------------------------------------------------------------------------
+@contextmanager
+def with_pattern(
+    model,
+    pattern: AttentionPattern,
+    layout: SequenceLayout | None = None,
+    backend: str = "dense",
+    *,
+    compile: bool | None = None,
+) -> Iterator:
+    """Inside the ``with`` block, ``model``'s self-attention follows ``pattern``, layer by layer.
+
+    Args:
+        model: a ``PreTrainedModel`` whose attention uses transformers' ``AttentionInterface``
+            (BERT / MiniLM, GPT-2, Llama, Mistral, ...), or a PEFT model wrapping one.
+            Longformer / BigBird / LED have their own sparse attention: see ``attnviz.models.native``.
+        pattern: the :class:`attnviz.AttentionPattern`; per-layer tuples need one entry per layer.
+            A decoder needs ``causal=True``; a causal pattern on an encoder is allowed (it warns).
+        layout: a :class:`attnviz.SequenceLayout` (e.g. a text with a soft prompt inserted by
+            :func:`attnviz.insert_prompt`): every input must then be exactly ``layout.length`` long,
+            and ``global_prompt`` makes its prompt positions global. ``None``: plain text, no prompt;
+            masks are built for each observed length ``L`` (positions ``0..L-1``) and cached.
+        backend: ``"dense"``, ``"sdpa"`` or ``"flex"`` (see the module docstring):
+
+            * ``dense`` returns attention probabilities ``(B, H, L, L)`` with
+              ``output_attentions=True``, exactly ``0.0`` wherever the pattern or padding blocks;
+              gradients flow (train prompts through ``inputs_embeds``).
+            * ``sdpa`` is faster and trains, but returns no attention probabilities (``None``).
+            * ``flex`` returns no attention probabilities and cannot run backward on CPU (run it
+              under ``torch.no_grad()``); it refuses attention dropout > 0 and softcapping.
+              A query row whose allowed keys are all padding gives zeros (dense: a uniform row);
+              such rows belong to padded positions only.
+        compile: flex only. ``None`` (default): ``torch.compile`` the FlexAttention kernel, and fall
+            back to uncompiled flex with a warning if compiling fails. ``True``: compile, errors
+            propagate. ``False``: uncompiled flex, which materialises the full ``(B, H, L, L)``
+            scores (for checks on small inputs). Compiling takes ~15 s per new shape / window on CPU.
+
+    Yields:
+        ``model`` itself. On exit (also after an exception) the attention implementation of every
+        (sub)config is restored; weights are never touched, so outputs are bit-for-bit as before.
+
+    Works on whole sequences: queries and keys must have the same length (no KV-cache decoding).
+    Pattern positions are sequence indices, so pad batches on the right (a left-padded row would
+    shift its tokens against ``global_positions`` and the layout). Cross-attention layers are left
+    as they are.
+
+    Raises:
+        ValueError: unknown backend; model without AttentionInterface support; per-layer settings
+            for another number of layers; layout longer than the model's positions; a bidirectional
+            pattern on a causal decoder; ``flex`` where torch has no FlexAttention.
+        TypeError: ``pattern`` / ``layout`` / ``model`` of the wrong type.
+
+    Example::
+
+        with with_pattern(model, AttentionPattern(window=8, global_positions=(0,))) as m:
+            out = m(**tokenizer(text, return_tensors="pt"), output_attentions=True)
+    """
+    patched = _PatternAttention(model, pattern, layout, backend, compile)
+    patched.install()
+    try:
+        yield model
+    finally:
+        patched.uninstall()
+
+
+# ---- the patch ---------------------------------------------------------------------------------
+class _PatternAttention:
+    """State of one ``with_pattern`` block: the checks, the masks and the registered functions."""
+
+    def __init__(self, model, pattern, layout, backend, compile):
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+        if not isinstance(pattern, AttentionPattern):
+            raise TypeError(f"pattern must be an attnviz.AttentionPattern, got {type(pattern).__name__}")
+        if layout is not None and not isinstance(layout, SequenceLayout):
+            raise TypeError(
+                f"layout must be an attnviz.SequenceLayout or None (plain text), got {type(layout).__name__}"
+            )
+        if compile not in (None, True, False):
+            raise TypeError(f"compile must be None, True or False, got {compile!r}")
+        self.model = _base_model(model)
+        self.pattern, self.layout, self.backend, self.compile = pattern, layout, backend, compile
+        config = self.model.config
+        text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+
+        _check_supported(self.model)
+        self.num_layers = getattr(text_config, "num_hidden_layers", None)
+        if self.num_layers is None:
+            raise ValueError(f"{type(self.model).__name__}'s config has no num_hidden_layers; cannot map the pattern to layers")
+        pattern.check_layers(self.num_layers)
+
+        self.attention_modules = [
+            m for m in self.model.modules() if hasattr(m, "layer_idx") and not _is_cross_attention(m)
+        ]
+        causal_flags = [m.is_causal for m in self.attention_modules if isinstance(getattr(m, "is_causal", None), bool)]
+        model_causal = any(causal_flags) and getattr(text_config, "is_causal", True) is not False
+        if model_causal and not pattern.causal:
+            raise ValueError(
+                f"{type(self.model).__name__} is a causal decoder but the pattern is bidirectional "
+                f"(causal=False): its windows and global tokens would look at future tokens the model must "
+                f"not see. Use AttentionPattern(..., causal=True) (window = Mistral's sliding_window)"
+            )
+        if causal_flags and not model_causal and pattern.causal:
+            warnings.warn(
+                f"causal pattern on the bidirectional encoder {type(self.model).__name__}: every token will "
+                f"attend only to earlier tokens, which the model was not trained for. Use causal=False for "
+                f"Longformer-style windows",
+                UserWarning,
+                stacklevel=4,
+            )
+        native_window = getattr(text_config, "sliding_window", None)
+        if native_window is not None and getattr(text_config, "use_sliding_window", True):
+            warnings.warn(
+                f"the model's own sliding_window={native_window} still applies under the pattern "
+                f"(attention = both masks); load it with sliding_window=None to let the pattern decide alone",
+                UserWarning,
+                stacklevel=4,
+            )
+
+        if layout is not None:
+            max_positions = _max_positions(self.model.config)
+            if max_positions is not None:
+                layout.check_fits(max_positions)
+            pattern.global_mask(layout)  # raises on global positions outside the layout
+        self._masks: OrderedDict = OrderedDict()  # (L, device) -> (bool (layers, L, L), full: list[bool])
+        self._mask_mods: dict = {}                # (L, device, layer) -> flex mask_mod
+
+        self._eager: dict = {}  # attention class -> the model file's eager_attention_forward
+        if backend == "flex":
+            self._flex = _flex_api()
+        self.name = f"attnviz_{backend}_{next(_names)}"
+        self._saved, self._original = None, None
+
+    # -- switching -----------------------------------------------------------------------------
+    def install(self) -> None:
+        configs = {id(m.config): m.config for m in self.model.modules() if isinstance(m, PreTrainedModel)}
+        self._saved = [(c, c._attn_implementation_internal) for c in configs.values()]
+        self._original = self.model.config._attn_implementation
+        AttentionInterface.register(self.name, self._attention)
+        AttentionMaskInterface.register(self.name, _flex_base_mask if self.backend == "flex" else eager_mask)
+        try:
+            self.model.set_attn_implementation(self.name)
+            if self.model.config._attn_implementation != self.name:
+                raise ValueError(
+                    f"{type(self.model).__name__} refused attn_implementation={self.name!r}; it does not "
+                    f"dispatch through AttentionInterface"
+                )
+        except BaseException:
+            self.uninstall()
+            raise
+
+    def uninstall(self) -> None:
+        try:
+            if self.model.config._attn_implementation != self._original:
+                self.model.set_attn_implementation(self._original)
+        finally:
+            for config, impl in self._saved or ():
+                config._attn_implementation_internal = impl
+            AttentionInterface._global_mapping.pop(self.name, None)
+            AttentionMaskInterface._global_mapping.pop(self.name, None)
+
+    # -- masks ---------------------------------------------------------------------------------
+    def _check_call(self, layer, length: int) -> None:
+        if not isinstance(layer, int) or not 0 <= layer < self.num_layers:
+            raise ValueError(
+                f"attention module reports layer_idx={layer!r}, outside the pattern's layers [0, {self.num_layers})"
+            )
+        if self.layout is not None and length != self.layout.length:
+            raise ValueError(
+                f"the input has {length} positions but the layout has length {self.layout.length} "
+                f"({self.layout.n_tokens} tokens + {self.layout.n_prompt} prompt tokens); build inputs_embeds "
+                f"with attnviz.insert_prompt(embeds, prompt, layout), or pass layout=None for plain text"
+            )
+
+    def _layer_mask(self, layer: int, length: int, device) -> torch.Tensor | None:
+        """bool ``(L, L)`` of ``layer`` (``[q, k]`` = q may attend k), or None if it allows everything."""
+        key = (length, str(device))
+        if key not in self._masks:
+            masks = build_masks(self.pattern, self.layout or length, self.num_layers, device=device)
+            self._masks[key] = (masks, [bool(m.all()) for m in masks])
+            if len(self._masks) > _MAX_CACHED_LENGTHS:
+                self._masks.popitem(last=False)
+        masks, full = self._masks[key]
+        return None if full[layer] else masks[layer]
+
+    def _layer_mask_mod(self, layer: int, length: int, device) -> Callable:
+        key = (length, str(device), layer)
+        if key not in self._mask_mods:  # same closure for the same layer: fewer recompiles
+            self._mask_mods[key] = mask_mod(self.pattern, self.layout or length, layer, device=device)
+        return self._mask_mods[key]
+
+    # -- the registered attention function -----------------------------------------------------
+    def _attention(self, module, query, key, value, attention_mask, **kwargs):
+        """Called by each attention layer: query ``(B, H, Q, D)``, key / value ``(B, Hkv, K, D)``,
+        ``attention_mask`` as built by the registered mask function. Returns ``(out (B, Q, H, D),
+        probabilities (B, H, Q, K) or None)``."""
+        if _is_cross_attention(module) or query.shape[-2] != key.shape[-2]:
+            if not _is_cross_attention(module):
+                raise ValueError(
+                    f"with_pattern works on whole sequences: {query.shape[-2]} queries against "
+                    f"{key.shape[-2]} keys in layer {module.layer_idx} (KV-cache decoding?); call the model "
+                    f"on the full sequence with use_cache=False"
+                )
+            return self._run(module, query, key, value, attention_mask, None, **kwargs)
+        layer, length = module.layer_idx, key.shape[-2]
+        self._check_call(layer, length)
+        if self.backend == "flex":
+            # Decided from the pattern's structure: no dense (L, L) mask on the flex path.
+            full = self.pattern.window_at(layer) is None and not self.pattern.causal
+            pattern_mod = None if full else self._layer_mask_mod(layer, length, query.device)
+            return self._flex_forward(module, query, key, value, attention_mask, pattern_mod, **kwargs)
+        allowed = self._layer_mask(layer, length, query.device)
+        return self._run(module, query, key, value, attention_mask, allowed, **kwargs)
+
+    def _run(self, module, query, key, value, attention_mask, allowed, **kwargs):
+        """Dense / sdpa attention with the model's mask AND ``allowed`` (bool ``(Q, K)`` or None)."""
+        if self.backend == "flex":
+            return self._flex_forward(module, query, key, value, attention_mask, None, **kwargs)
+        mask = _float_mask(attention_mask, query.dtype)
+        if allowed is not None:
+            if mask is None:
+                mask = query.new_zeros((1, 1) + tuple(allowed.shape))
+            # masked_fill, not "+ bias": min + min would overflow to -inf (NaN rows under softmax).
+            mask = mask.masked_fill(~allowed, torch.finfo(mask.dtype).min)
+        if self.backend == "sdpa":
+            return sdpa_attention_forward(module, query, key, value, mask, **kwargs)
+        if type(module) not in self._eager:
+            self._eager[type(module)] = _eager_function(module)
+        return self._eager[type(module)](module, query, key, value, mask, **kwargs)
+
+    def _flex_forward(self, module, query, key, value, attention_mask, pattern_mod, *, scaling=None,
+                      dropout=0.0, softcap=None, s_aux=None, position_bias=None, **kwargs):
+        flex_attention, create_block_mask, BlockMask = self._flex
+        if dropout:
+            raise ValueError(
+                f"backend='flex' has no attention dropout, got dropout={dropout}; call model.eval() or use backend='dense'"
+            )
+        if softcap is not None or s_aux is not None or position_bias is not None:
+            raise ValueError("backend='flex' here supports neither softcap, attention sinks nor position bias; use backend='dense'")
+        if query.device.type == "cpu" and torch.is_grad_enabled() and (
+            query.requires_grad or key.requires_grad or value.requires_grad
+        ):
+            raise ValueError(
+                f"backend='flex' is inference-only on CPU (torch {torch.__version__} has no FlexAttention backward "
+                f"on CPU): run the model under torch.no_grad(), or train with backend='dense' or 'sdpa'"
+            )
+        Q, K = query.shape[-2], key.shape[-2]
+        mods, batch = [], None
+        if isinstance(attention_mask, BlockMask):
+            mods.append(attention_mask.mask_mod)
+            batch = attention_mask.shape[0]
+        elif attention_mask is not None:  # a 4D tensor the caller passed in: allowed where 0 / True
+            base = _allowed_from_tensor(attention_mask)
+            mods.append(lambda b, h, q, k: base[b, 0, q, k])
+            batch = base.shape[0]
+        if pattern_mod is not None:
+            mods.append(pattern_mod)
+        if pattern_mod is None and isinstance(attention_mask, BlockMask):
+            block_mask = attention_mask  # the model's own mask, already a BlockMask
+        elif mods:
+            block_mask = create_block_mask(and_masks(*mods), batch, None, Q, K, device=query.device, _compile=False)
+        else:
+            block_mask = None
+        out = self._flex_call(flex_attention, query, key, value, block_mask=block_mask, scale=scaling,
+                              enable_gqa=query.shape[1] != key.shape[1])
+        return out.transpose(1, 2).contiguous(), None
+
+    def _flex_call(self, flex_attention, query, key, value, **kw):
+        if self.compile is not False and not torch.compiler.is_compiling():
+            try:
+                return _compiled(flex_attention)(query, key, value, **kw)
+            except Exception as exc:  # inductor unusable here (no C++ compiler, unsupported dtype, ...)
+                if self.compile is True:
+                    raise
+                warnings.warn(
+                    f"torch.compile of FlexAttention failed ({type(exc).__name__}: {str(exc)[:200]}); using "
+                    f"uncompiled flex, which materialises the full (B, H, L, L) scores",
+                    RuntimeWarning,
+                )
+                self.compile = False
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
+            return flex_attention(query, key, value, **kw)
+
+
+# ---- helpers -----------------------------------------------------------------------------------
+def _base_model(model) -> PreTrainedModel:
+    """The ``PreTrainedModel`` to switch (unwraps a PEFT model)."""
+    if not isinstance(model, PreTrainedModel) and hasattr(model, "get_base_model"):
+        model = model.get_base_model()
+    if not isinstance(model, PreTrainedModel):
+        raise TypeError(f"model must be a transformers PreTrainedModel (or a PEFT model), got {type(model).__name__}")
+    return model
+
+
+def _check_supported(model: PreTrainedModel) -> None:
+    model_type = getattr(model.config, "model_type", "")
+    if model_type in NATIVE_MODEL_TYPES:
+        raise ValueError(
+            f"{type(model).__name__} (model_type={model_type!r}) has its own sparse attention that does not go "
+            f"through transformers' AttentionInterface; use attnviz.models.native to translate the pattern into "
+            f"its native arguments (attention_window, global_attention_mask, block sizes)"
+        )
+    if getattr(model.config, "is_encoder_decoder", False):
+        raise ValueError(
+            f"{type(model).__name__} is an encoder-decoder (model_type={model_type!r}); with_pattern supports "
+            f"encoder-only and decoder-only models (BERT, GPT-2, Llama, Mistral, ...)"
+        )
+    can_set = getattr(type(model), "_can_set_attn_implementation", None)
+    if can_set is not None and not can_set():
+        raise ValueError(
+            f"{type(model).__name__} (model_type={model_type!r}) does not route attention through transformers' "
+            f"AttentionInterface, so with_pattern cannot reach it; supported are models such as BERT, GPT-2, "
+            f"Llama, Mistral; for Longformer / BigBird / LED use attnviz.models.native"
+        )
+
+
+def _is_cross_attention(module) -> bool:
+    return bool(getattr(module, "is_cross_attention", False)) or "CrossAttention" in type(module).__name__
+
+
+def _max_positions(config) -> int | None:
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    n = getattr(config, "max_position_embeddings", None)
+    if n is not None and getattr(config, "model_type", "") in _OFFSET_POSITION_TYPES:
+        n -= (getattr(config, "pad_token_id", None) or 0) + 1
+    return n
+
+
+def _eager_function(module) -> Callable:
+    """The ``eager_attention_forward`` of the module's modeling file (exactly what ``"eager"`` runs),
+    or a generic one (GQA-aware, as Llama's) where the file has none."""
+    fn = getattr(sys.modules.get(type(module).__module__), "eager_attention_forward", None)
+    return fn if callable(fn) else _generic_eager
+
+
+def _generic_eager(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    n_rep = query.shape[1] // key.shape[1]
+    key, value = repeat_kv(key, n_rep), repeat_kv(value, n_rep)
+    scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
+    weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    weights = torch.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = torch.nn.functional.dropout(weights, p=dropout, training=module.training)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+
+def _float_mask(mask, dtype: torch.dtype) -> torch.Tensor | None:
+    """An additive float mask (0 allowed, ``finfo.min`` blocked). Boolean masks (True = attend) are
+    converted: eager attention *adds* the mask, and ``True`` would be added as ``+1.0``."""
+    if mask is None or mask.dtype != torch.bool:
+        return mask
+    return torch.zeros((), dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
+
+
+def _allowed_from_tensor(mask: torch.Tensor) -> torch.Tensor:
+    """bool ``(B, 1, Q, K)`` from a 4D bool or 0 / ``finfo.min`` float mask."""
+    if mask.dim() != 4:
+        raise ValueError(f"expected a 4D attention mask (B, 1, Q, K), got shape {tuple(mask.shape)}")
+    if mask.dtype == torch.bool:
+        return mask
+    blocked = mask <= torch.finfo(mask.dtype).min / 2
+    if not bool(((mask == 0) | blocked).all()):
+        raise ValueError("backend='flex' takes masks of 0 / -inf only; this float mask carries biases, use backend='dense'")
+    return ~blocked
+
+
+def _flex_api():
+    """``(flex_attention, create_block_mask, BlockMask)``, or a ValueError where torch lacks them."""
+    try:
+        module = importlib.import_module("torch.nn.attention.flex_attention")
+        return module.flex_attention, module.create_block_mask, module.BlockMask
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(
+            f"backend='flex' needs torch.nn.attention.flex_attention (torch >= 2.5), not available in torch "
+            f"{torch.__version__} ({exc}); use backend='dense' or 'sdpa', or upgrade torch"
+        ) from exc
+
+
+_COMPILED: dict = {}
+
+
+def _compiled(flex_attention) -> Callable:
+    if flex_attention not in _COMPILED:
+        _COMPILED[flex_attention] = torch.compile(flex_attention)
+    return _COMPILED[flex_attention]
+
+
+def _flex_base_mask(batch_size: int, q_length: int, kv_length: int, q_offset: int = 0, kv_offset: int = 0,
+                    mask_function: Callable = causal_mask_function, attention_mask: torch.Tensor | None = None,
+                    device="cpu", **kwargs):
+    """The ``AttentionMaskInterface`` function of the flex backend: the model's own mask function
+    (causal / bidirectional / sliding window) AND the 2D padding mask, as a ``BlockMask``
+    ``(B, 1, Q, K)``. Built uncompiled; the per-layer pattern is ANDed to its ``mask_mod`` later."""
+    _, create_block_mask, _ = _flex_api()
+    if attention_mask is not None:
+        padding = prepare_padding_mask(attention_mask, kv_length, kv_offset)
+        mask_function = and_masks(mask_function, padding_mask_function(padding))
+    mask_function = add_offsets_to_mask_function(mask_function, q_offset, kv_offset)
+    return create_block_mask(mask_function, batch_size, None, q_length, kv_length, device=device, _compile=False)

@@ -1,0 +1,28 @@
+"""python -m benchmarks [NAME ...] — run benchmarks (all by default) and write results/."""
+
+import argparse
+import importlib
+import time
+
+BENCHMARKS = {
+    "attention_forward": "Forward time and net attention memory: stock sdpa vs dense-masked vs flex vs native Longformer",
+}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("names", nargs="*", help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}")
+    parser.add_argument("--quick", action="store_true", help="smaller grid, for a smoke run")
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}")
+    for name in args.names or list(BENCHMARKS):
+        print(f"== {name}: {BENCHMARKS[name]}", flush=True)
+        t = time.perf_counter()
+        md = importlib.import_module(f"benchmarks.{name}").run(quick=args.quick)
+        print(f"   wrote {md} in {time.perf_counter() - t:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
