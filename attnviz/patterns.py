@@ -220,8 +220,8 @@ def _parts(pattern, window, dilation, is_global, rand, q, k):
         local = (diff >= 0) & (diff < window * dilation)
     else:
         local = diff.abs() <= (window // 2) * dilation
-    if window is not None and dilation > 1:
-        local = local & (diff % dilation == 0)
+    if window is not None and not (isinstance(dilation, int) and dilation == 1):
+        local = local & (diff % dilation == 0)  # tensors (flex) always take this branch
     glob = is_global[q] | is_global[k]
     rnd = rand[q // pattern.block_size, k // pattern.block_size] if rand is not None else torch.zeros_like(local)
     ok = k <= q if pattern.causal else torch.ones_like(local)
@@ -281,12 +281,20 @@ def mask_mod(pattern: AttentionPattern, layout: SequenceLayout | int, layer: int
     w, d, g, r = _rule(pattern, layout, layer)
     g = g.to(device)
     r = None if r is None else r.to(device)
+    if w is None:
+        def attnviz_mask(b, h, q_idx, kv_idx):
+            local, glob, rnd, ok = _parts(pattern, None, 1, g, r, q_idx, kv_idx)
+            return (local | glob | rnd) & ok
+        return attnviz_mask
+    # Window and dilation travel as tensors, not Python ints: torch.compile then treats them as
+    # inputs instead of guarding on their values, so a new window does not trigger a recompile.
+    w_t, d_t = torch.tensor(w, device=device), torch.tensor(d, device=device)
 
-    def attnviz_mask(b, h, q_idx, kv_idx):
-        local, glob, rnd, ok = _parts(pattern, w, d, g, r, q_idx, kv_idx)
+    def attnviz_windowed_mask(b, h, q_idx, kv_idx):
+        local, glob, rnd, ok = _parts(pattern, w_t, d_t, g, r, q_idx, kv_idx)
         return (local | glob | rnd) & ok
 
-    return attnviz_mask
+    return attnviz_windowed_mask
 
 
 def describe(pattern: AttentionPattern) -> str:

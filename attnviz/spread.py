@@ -44,6 +44,8 @@ class Spread:
     def summary(self, readout: int | None = None) -> str:
         """One paragraph in words, e.g. for the CLI."""
         L, n = self.reached.shape[1], self.num_layers
+        if readout is not None and not 0 <= readout < L:
+            raise ValueError(f"readout position {readout} is outside [0, {L})")
         never = int((self.first_layer < 0).sum())
         last = L - 1
         fl = int(self.first_layer[last])
@@ -54,9 +56,11 @@ class Spread:
             fr = int(self.first_layer[readout])
             parts.append(f"the readout token {readout} at layer {fr}" if fr >= 0 else
                          f"it never reaches the readout token {readout}")
-        per_layer = ", ".join(f"{100 * self.fraction_reached(l):.0f} %" for l in range(1, n + 1))
-        return (f"{'; '.join(parts)}; {100 * never / L:.0f} % of tokens ({never} of {L}) are never reached. "
-                f"Share of tokens reached after layers 1..{n}: {per_layer}.")
+        text = f"{'; '.join(parts)}; {100 * never / L:.0f} % of tokens ({never} of {L}) are never reached."
+        if n:
+            per_layer = ", ".join(f"{100 * self.fraction_reached(l):.0f} %" for l in range(1, n + 1))
+            text += f" Share of tokens reached after layers 1..{n}: {per_layer}."
+        return text
 
 
 def _sources_mask(sources, L: int) -> torch.Tensor:
