@@ -5,20 +5,27 @@ The public API (see DESIGN.md): patterns → layout → masks → spread / model
 
 from .patterns import AttentionPattern, build_masks, mask_mod, mask_reasons, REASONS, describe
 from .placement import PromptPlacement, SequenceLayout, Segment, insert_prompt, plain_layout
-from .spread import Spread, spread
+from .spread import Spread, spread, spread_pattern
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AttentionPattern", "build_masks", "mask_mod", "mask_reasons", "REASONS", "describe",
     "PromptPlacement", "SequenceLayout", "Segment", "insert_prompt", "plain_layout",
-    "Spread", "spread", "with_pattern",
+    "Spread", "spread", "spread_pattern", "with_pattern", "capture_attention", "AttentionMaps",
 ]
+
+# Names that pull in transformers are imported only when first used (keeps `import attnviz` light).
+_LAZY = {
+    "with_pattern": "attnviz.models.interface",
+    "capture_attention": "attnviz.capture",
+    "AttentionMaps": "attnviz.capture",
+}
 
 
 def __getattr__(name):
-    # with_pattern pulls in transformers; import it only when asked for.
-    if name == "with_pattern":
-        from .models.interface import with_pattern
-        return with_pattern
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'attnviz' has no attribute {name!r}")

@@ -62,5 +62,7 @@ def tiny_model(family: str, *, seed: int = 0, model_class=None, **overrides):
     cls = model_class or tf.AutoModel
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = cls.from_config(cfg, attn_implementation="eager")
+        # Auto classes have from_config; concrete model classes (e.g. LongformerForSequenceClassification) _from_config.
+        build = cls.from_config if hasattr(cls, "from_config") else cls._from_config
+        model = build(cfg, attn_implementation="eager")
     return model.eval()

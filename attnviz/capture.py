@@ -1,0 +1,360 @@
+"""Attention probabilities out of any model, as one square map per layer and head.
+
+Backends return attention in different shapes: eager dense models give ``(B, H, L, L)`` per layer;
+Longformer / LED give a *band* ``(B, H, L, x + w + 1)`` (``x`` = number of global tokens: first
+the probabilities for the global keys, then the ``w + 1`` keys ``q - w/2 .. q + w/2``) plus
+``global_attentions`` ``(B, H, L', x)`` for the global rows (``L'`` = the length padded to a
+multiple of the window); BigBird gives a dense ``(B, H, L', L')``. :func:`capture_attention`
+turns all of them into one :class:`AttentionMaps`: ``values[l, h, q, k]`` = how much query ``q``
+attends to key ``k``, at the unpadded length.
+
+Memory. Exact maps cost ``layers * heads * L * L * 4`` bytes (6 x 12 x 4096^2 floats = 4.8 GB),
+so for long inputs pick ``layers`` / ``heads`` and ``pool=`` a block size: positions are grouped
+into contiguous blocks of ``pool``, cut around the ``keep`` positions (e.g. the prompt), which keep
+rows and columns of their own; ``values`` is then ``(layers, heads, U, U)`` with ``U`` about
+``L / pool + len(keep)``. Nothing of size ``(layers, heads, L, L)`` is built:
+
+* eager dense models and BigBird: a forward hook on each attention module reduces that layer's
+  ``(H, L, L)`` probabilities (which the eager kernel materialises anyway, one layer at a time)
+  to the chosen heads and blocks at once; the model runs without ``output_attentions``.
+* Longformer / LED: the band is scattered straight into blocks, ``O(heads * L * (x + w))``.
+
+Peak memory is therefore one layer of the model's own attention plus the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+import torch
+
+from .models.native import bigbird_attention_type, config_of, LONGFORMER_LIKE, default_global_positions
+from .placement import SequenceLayout
+
+
+@dataclass(frozen=True, eq=False)
+class AttentionMaps:
+    """Captured attention of one sequence.
+
+    Attributes:
+        values: float32 ``(layers, heads, U, U)``; ``U = L`` when exact. Pooled entries are means
+            over the unit's query rows and key columns (multiply by :attr:`unit_sizes` of the
+            column unit for the total attention to that block).
+        layers, heads: which model layers and heads the first two axes hold.
+        length: ``L``, unpadded tokens of the sequence.
+        block_size: pooling block, or None for exact maps (or for maps pooled on given edges).
+        kept: positions with exact rows and columns when pooled.
+        edges: ``(0 = e0 < ... < eU = L)``; unit ``u`` is positions ``[e_u, e_{u+1})`` (the same
+            convention as :func:`attnviz.pooling.block_edges`).
+        unit_of: int64 ``(L,)``: the row/column of ``values`` holding position ``t``.
+        source: ``"dense"``, ``"longformer"`` (band + global rows) or ``"bigbird"``.
+        notes: what was adjusted, in plain words.
+    """
+
+    values: torch.Tensor
+    layers: tuple[int, ...]
+    heads: tuple[int, ...]
+    length: int
+    block_size: int | None
+    kept: tuple[int, ...]
+    edges: tuple[int, ...]
+    unit_of: torch.Tensor
+    source: str
+    notes: tuple[str, ...] = ()
+
+    @property
+    def pooled(self) -> bool:
+        return self.values.shape[-1] != self.length
+
+    @property
+    def unit_sizes(self) -> torch.Tensor:
+        """int64 ``(U,)``: positions in each unit (all 1 when exact)."""
+        return torch.bincount(self.unit_of, minlength=self.values.shape[-1])
+
+    def unit_positions(self, unit: int) -> range:
+        """Positions that unit ``unit`` (a row / column of ``values``) stands for."""
+        return range(self.edges[unit], self.edges[unit + 1])
+
+    @property
+    def nbytes(self) -> int:
+        return self.values.numel() * self.values.element_size()
+
+
+def pool_edges(length: int, pool: int | Iterable[int] | None, keep: Iterable[int] = ()) -> tuple[int, ...]:
+    """Unit edges ``(0, ..., L)`` for pooling: every ``pool`` positions, and around each ``keep``
+    position (so it is a unit of its own); ``pool=None`` gives one unit per position. ``pool`` may
+    also be ready edges (e.g. from :func:`attnviz.pooling.block_edges`), checked and returned."""
+    if pool is None:
+        return tuple(range(length + 1))
+    if not isinstance(pool, int) or isinstance(pool, bool):
+        edges = tuple(int(e) for e in pool)
+        if len(edges) < 2 or edges[0] != 0 or edges[-1] != length or any(a >= b for a, b in zip(edges, edges[1:])):
+            raise ValueError(f"pool edges must rise strictly from 0 to L={length}, got {edges[:8]}{'...' if len(edges) > 8 else ''}")
+        return edges
+    if pool < 1:
+        raise ValueError(f"pool must be a block size >= 1, edges, or None for exact maps; got {pool!r}")
+    keep = sorted({int(k) for k in keep})
+    bad = [k for k in keep if not 0 <= k < length]
+    if bad:
+        raise ValueError(f"keep positions {bad} are outside [0, {length})")
+    cuts = set(range(0, length, pool)) | {length} | set(keep) | {k + 1 for k in keep}
+    return tuple(sorted(cuts))
+
+
+def units_of(edges: tuple[int, ...]) -> torch.Tensor:
+    """int64 ``(L,)``: unit index of each position for ``edges``."""
+    e = torch.tensor(edges)
+    return torch.repeat_interleave(torch.arange(len(edges) - 1), e[1:] - e[:-1])
+
+
+class _Reducer:
+    """Turns one layer's probabilities (dense or as sparse triples) into ``(heads, U, U)`` means."""
+
+    def __init__(self, unit_of: torch.Tensor, exact: bool):
+        self.unit_of, self.exact = unit_of, exact
+        self.U = int(unit_of.max()) + 1 if len(unit_of) else 0
+        sizes = torch.bincount(unit_of, minlength=self.U).to(torch.float32)
+        self.norm = sizes[:, None] * sizes[None, :]
+
+    def dense(self, probs: torch.Tensor) -> torch.Tensor:
+        """``probs`` ``(h, L, L)`` -> ``(h, U, U)``."""
+        probs = probs.to(torch.float32)
+        if self.exact:
+            return probs.clone()
+        h = probs.shape[0]
+        cols = probs.new_zeros(h, probs.shape[1], self.U).index_add_(2, self.unit_of, probs)
+        out = probs.new_zeros(h, self.U, self.U).index_add_(1, self.unit_of, cols)
+        return out / self.norm
+
+    def sparse(self, rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor) -> torch.Tensor:
+        """Triples ``rows``, ``cols`` ``(n,)`` and ``vals`` ``(h, n)`` -> ``(h, U, U)`` (duplicates add up)."""
+        flat = self.unit_of[rows] * self.U + self.unit_of[cols]
+        out = vals.new_zeros(vals.shape[0], self.U * self.U, dtype=torch.float32)
+        out.index_add_(1, flat, vals.to(torch.float32))
+        out = out.view(-1, self.U, self.U)
+        return out if self.exact else out / self.norm
+
+
+def _select(name: str, chosen, total: int) -> tuple[int, ...]:
+    if chosen is None:
+        return tuple(range(total))
+    chosen = (chosen,) if isinstance(chosen, int) else tuple(chosen)
+    bad = [c for c in chosen if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < total]
+    if bad or not chosen:
+        raise ValueError(f"{name} {bad or list(chosen)} are not in [0, {total}); the model has {total} {name}")
+    return chosen
+
+
+def _row(t: torch.Tensor | None, index: int):
+    if t is None:
+        return None
+    t = torch.as_tensor(t)
+    return t[index if t.shape[0] > 1 else 0] if t.dim() == 2 else t
+
+
+def _attention_modules(model) -> list[tuple[torch.nn.Module, int]]:
+    """(module, output index) of every self-attention module, in module order, from the models'
+    ``_can_record_outputs["attentions"]`` (the hooks transformers itself uses for output_attentions)."""
+    from transformers import PreTrainedModel
+    from transformers.utils.output_capturing import OutputRecorder
+
+    found, seen = [], set()
+    for prefix, sub in model.named_modules():
+        if not isinstance(sub, PreTrainedModel):
+            continue
+        specs = (getattr(sub, "_can_record_outputs", None) or {}).get("attentions")
+        if specs is None:
+            continue
+        for spec in specs if isinstance(specs, list) else [specs]:
+            if not isinstance(spec, OutputRecorder):
+                spec = OutputRecorder(target_class=None if isinstance(spec, str) else spec, index=1,
+                                      class_name=spec if isinstance(spec, str) else None)
+            for name, m in sub.named_modules():
+                full = "." + ".".join(p for p in (prefix, name) if p) + "."
+                match = (spec.target_class is not None and isinstance(m, spec.target_class)) or (
+                    spec.class_name is not None and full.rstrip(".").endswith(spec.class_name))
+                if match and spec.layer_name is not None:
+                    match = "." + spec.layer_name.strip(".") + "." in full
+                if match and id(m) not in seen:
+                    seen.add(id(m))
+                    found.append((m, spec.index))
+    return found
+
+
+def capture_attention(model, inputs: Mapping, *, layers: Iterable[int] | int | None = None,
+                      heads: Iterable[int] | int | None = None, pool: int | None = None,
+                      keep: Iterable[int] | SequenceLayout | None = None, index: int = 0,
+                      max_bytes: int = 2**30) -> AttentionMaps:
+    """Run ``model(**inputs)`` once (no grad) and return the attention of sequence ``index``.
+
+    Args:
+        model: an eager dense model (BERT, GPT-2, Mistral, ...), Longformer / LED (encoder), or BigBird.
+        inputs: forward arguments (``input_ids`` or ``inputs_embeds``, ``attention_mask``,
+            ``global_attention_mask``, ...). Positions where ``attention_mask`` is 0 are dropped.
+        layers, heads: which to keep (default all).
+        pool: block size for pooled maps, ready edges ``(0, ..., L)``, or None for exact ``(L, L)`` maps.
+        keep: positions kept exact when pooling by block size, or a :class:`SequenceLayout` (its
+            prompt positions).
+        index: which sequence of the batch.
+        max_bytes: refuse results larger than this (default 1 GiB); pool or select instead.
+    Returns:
+        :class:`AttentionMaps` with ``values`` ``(len(layers), len(heads), U, U)``.
+
+    BigBird block-sparse in eval: its random slots all point at block 0, which therefore counts
+    ``1 + r`` times in the softmax of the rows in blocks ``1 .. nb-2`` while its returned
+    probabilities show one copy (rows sum to less than 1). The maps hold the effective weights:
+    those block-0 columns are multiplied by ``1 + r`` (rows sum to 1).
+    """
+    cfg = config_of(model)
+    family = cfg.model_type
+    ref = inputs.get("input_ids") if inputs.get("input_ids") is not None else inputs.get("inputs_embeds")
+    if ref is None:
+        raise ValueError("inputs need input_ids or inputs_embeds")
+    L_in = ref.shape[1]
+    if not 0 <= index < ref.shape[0]:
+        raise ValueError(f"index {index} is outside the batch of {ref.shape[0]}")
+    am = _row(inputs.get("attention_mask"), index)
+    valid = torch.arange(L_in) if am is None else torch.nonzero(am.cpu() != 0).flatten()
+    L = len(valid)
+    remap = torch.full((L_in,), -1, dtype=torch.long)
+    remap[valid] = torch.arange(L)
+    if isinstance(keep, SequenceLayout):
+        if keep.length != L:
+            raise ValueError(f"the layout has {keep.length} positions but the input has {L}")
+        keep = keep.prompt_positions
+    kept = tuple(sorted({int(k) for k in keep})) if (keep is not None and isinstance(pool, int)) else ()
+    edges = pool_edges(L, pool, kept)
+    unit_of = units_of(edges)
+    reducer = _Reducer(unit_of, exact=pool is None)
+    notes: list[str] = []
+
+    def check_size(n_layers: int, n_heads: int) -> None:
+        size = n_layers * n_heads * reducer.U ** 2 * 4
+        if size > max_bytes:
+            raise ValueError(f"{n_layers} layers x {n_heads} heads x {reducer.U}^2 floats take {size / 2**30:.1f} GiB "
+                             f"(max_bytes={max_bytes / 2**30:.1f} GiB); pass pool= (e.g. pool=64, keep=the prompt) "
+                             f"or fewer layers / heads")
+
+    run = _capture_longformer if family in LONGFORMER_LIKE else _capture_hooked
+    values, layers, heads, source = run(model, inputs, index, layers, heads, reducer, valid, remap, L_in,
+                                        check_size, notes)
+    return AttentionMaps(values=values, layers=layers, heads=heads, length=L,
+                         block_size=pool if isinstance(pool, int) else None, kept=kept, edges=edges,
+                         unit_of=unit_of, source=source, notes=tuple(notes))
+
+
+def _capture_hooked(model, inputs, index, layers, heads, reducer, valid, remap, L_in, check_size, notes):
+    """Eager dense models and BigBird: reduce each layer's probabilities inside a forward hook."""
+    family = config_of(model).model_type
+    if family == "big_bird":
+        # Hook BigBirdAttention, which stays in place when a short input swaps its inner module.
+        mods = [(m, 1) for name, m in model.named_modules()
+                if type(m).__name__ == "BigBirdAttention" and "crossattention" not in name]
+    else:
+        mods = _attention_modules(model)
+    if not mods:
+        raise ValueError(f"found no attention modules to read in {type(model).__name__}; attnviz reads models that "
+                         f"declare _can_record_outputs['attentions'] (transformers 5), Longformer/LED and BigBird")
+    layers = _select("layers", layers, len(mods))
+    results: dict[int, torch.Tensor] = {}
+    state = {"heads": None, "fixed": False}
+    r = getattr(config_of(model), "num_random_blocks", 0)
+
+    def make_hook(layer: int, out_index: int):
+        def hook(module, args, output):
+            if layer not in layers:
+                return
+            probs = output[out_index] if isinstance(output, tuple) else None
+            if probs is None:
+                raise ValueError(f"{type(module).__name__} returned no attention probabilities (attention "
+                                 f"implementation {config_of(model)._attn_implementation!r}); use eager attention: "
+                                 f"model.set_attn_implementation('eager')")
+            if state["heads"] is None:
+                state["heads"] = _select("heads", heads, probs.shape[1])
+                check_size(len(layers), len(state["heads"]))
+            p = probs[index, list(state["heads"])].detach()            # (h, L', L'), L' >= L_in (BigBird pads)
+            if family == "big_bird" and module.attention_type == "block_sparse" and not module.training and r:
+                b = module.self.block_size
+                p = p.clone()
+                p[:, b : p.shape[1] - b, :b] *= 1 + r
+                state["fixed"] = True
+            p = p[:, :L_in, :L_in][:, valid][:, :, valid]
+            results[layer] = reducer.dense(p)
+        return hook
+
+    handles = [m.register_forward_hook(make_hook(i, idx)) for i, (m, idx) in enumerate(mods)]
+    before = bigbird_attention_type(model) if family == "big_bird" else None
+    try:
+        with torch.no_grad():
+            model(**inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    if state["fixed"]:
+        notes.append(f"BigBird eval: block-0 columns of the rows in blocks 1..nb-2 multiplied by 1 + {r} "
+                     f"(its {r} random slots all point at block 0, so block 0 counts {1 + r} times)")
+    if before is not None and bigbird_attention_type(model) != before:
+        notes.append(f"BigBird switched from {before} to {bigbird_attention_type(model)} during this call (the input is "
+                     f"too short for block-sparse) and stays switched")
+    missing = [l for l in layers if l not in results]
+    if missing:
+        raise ValueError(f"layers {missing} produced no attention in this forward pass")
+    return (torch.stack([results[l] for l in layers]), layers, state["heads"],
+            "bigbird" if family == "big_bird" else "dense")
+
+
+def _global_positions(model, inputs, index, L_in) -> torch.Tensor:
+    """Global token positions (ascending) of sequence ``index``, as Longformer computes them."""
+    gm = _row(inputs.get("global_attention_mask"), index)
+    if gm is None:
+        default = default_global_positions(model)
+        gm = torch.zeros(L_in, dtype=torch.long)
+        gm[list(default)] = 1
+    am = _row(inputs.get("attention_mask"), index)
+    is_global = (gm.cpu() != 0) & (True if am is None else (am.cpu() != 0))
+    return torch.nonzero(is_global).flatten()
+
+
+def _capture_longformer(model, inputs, index, layers, heads, reducer, valid, remap, L_in, check_size, notes):
+    """Longformer / LED encoder: band + global rows scattered into ``(heads, U, U)`` per layer."""
+    if config_of(model).model_type == "led":
+        keys = ("input_ids", "inputs_embeds", "attention_mask", "global_attention_mask")
+        run, run_inputs = model.get_encoder(), {k: v for k, v in inputs.items() if k in keys}
+    else:
+        run, run_inputs = model, dict(inputs)
+    with torch.no_grad():
+        out = run(**run_inputs, output_attentions=True)
+    local = out.attentions if hasattr(out, "attentions") and out.attentions is not None else out.encoder_attentions
+    glob = getattr(out, "global_attentions", None)
+    if glob is None:
+        glob = getattr(out, "encoder_global_attentions", None)
+    g_pos = _global_positions(model, inputs, index, L_in)
+    x = 0 if glob is None else glob[0].shape[-1]
+    if len(g_pos) > x:
+        raise ValueError(f"expected at most {x} global tokens from the model's output, found {len(g_pos)} in the inputs")
+    layers = _select("layers", layers, len(local))
+    heads = _select("heads", heads, local[0].shape[1])
+    check_size(len(layers), len(heads))
+    result = []
+    q = torch.arange(L_in)
+    for layer in layers:
+        band = local[layer][index, list(heads)]                       # (h, L_in, x + w + 1)
+        w = band.shape[-1] - x - 1
+        cols_g = torch.full((L_in, x), -1, dtype=torch.long)
+        cols_g[:, : len(g_pos)] = g_pos
+        cols_b = q[:, None] - w // 2 + torch.arange(w + 1)[None, :]
+        cols = torch.cat([cols_g, cols_b], 1)                         # (L_in, x + w + 1) key of each column
+        rows = q[:, None].expand_as(cols)
+        rows, cols, vals = rows.flatten(), cols.flatten(), band.reshape(len(heads), -1)
+        if x:
+            gl = glob[layer][index, list(heads)][:, :L_in, : len(g_pos)]  # (h, L_in keys, n_global)
+            rows = torch.cat([rows, g_pos.repeat_interleave(L_in)])
+            cols = torch.cat([cols, torch.arange(L_in).repeat(len(g_pos))])
+            vals = torch.cat([vals, gl.transpose(1, 2).reshape(len(heads), -1)], 1)
+        ok = (cols >= 0) & (cols < L_in)
+        rows, cols, vals = rows[ok], cols[ok], vals[:, ok]
+        rows, cols = remap[rows], remap[cols]
+        ok = (rows >= 0) & (cols >= 0)
+        result.append(reducer.sparse(rows[ok], cols[ok], vals[:, ok]))
+    return torch.stack(result), layers, heads, "longformer"
