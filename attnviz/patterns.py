@@ -314,5 +314,6 @@ def describe(pattern: AttentionPattern) -> str:
     if pattern.global_prompt:
         parts.append("global prompt")
     if pattern.random_blocks:
-        parts.append(f"{pattern.random_blocks} random blocks of {pattern.block_size} (seed {pattern.seed})")
+        s = "" if pattern.random_blocks == 1 else "s"
+        parts.append(f"{pattern.random_blocks} random block{s} of {pattern.block_size} (seed {pattern.seed})")
     return ", ".join(parts)

@@ -54,7 +54,7 @@ class Spread:
                      f"the prompt never reaches token {last} within {n} layers")
         if readout is not None and readout != last:
             fr = int(self.first_layer[readout])
-            parts.append(f"the readout token {readout} at layer {fr}" if fr >= 0 else
+            parts.append(f"it reaches the readout token {readout} at layer {fr}" if fr >= 0 else
                          f"it never reaches the readout token {readout}")
         text = f"{'; '.join(parts)}; {100 * never / L:.0f} % of tokens ({never} of {L}) are never reached."
         if n:

@@ -129,7 +129,7 @@ def test_summary_and_fractions_of_the_chain():
         "the prompt never reaches token 7 within 3 layers; 50 % of tokens (4 of 8) are never reached. "
         "Share of tokens reached after layers 1..3: 25 %, 38 %, 50 %.")
     assert reach.summary(readout=2) == (
-        "the prompt never reaches token 7 within 3 layers; the readout token 2 at layer 2; "
+        "the prompt never reaches token 7 within 3 layers; it reaches the readout token 2 at layer 2; "
         "50 % of tokens (4 of 8) are never reached. Share of tokens reached after layers 1..3: 25 %, 38 %, 50 %.")
     assert "it never reaches the readout token 5;" in reach.summary(readout=5)
 

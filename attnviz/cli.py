@@ -1,0 +1,180 @@
+"""The ``attnviz`` command.
+
+    attnviz spread --window 64 --layers 6 --length 1024 --placement prefix --n-tokens 20 --out spread.html
+
+Each subcommand is one ``_add_<name>`` function that declares its arguments and sets ``run`` to the
+function doing the work; add a subcommand by writing a new pair and calling it in :func:`build_parser`.
+Bad input ends with a one-line message and exit code 2 (argparse's convention), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .patterns import AttentionPattern, describe
+from .placement import PLACEMENTS, PromptPlacement
+
+#: Longest sequence the ``spread`` command draws (positions, prompt and special tokens included).
+MAX_POSITIONS = 2**17
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: ``attnviz spread: error: ... (see attnviz spread --help)``."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+# ---- argument types --------------------------------------------------------------------------
+def _int_at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an int >= {minimum}, got {text!r}")
+        return value
+    parse.__name__ = f"int >= {minimum}"
+    return parse
+
+
+def _entry(text: str, what: str, allow_none: bool) -> int | None:
+    t = text.strip().lower()
+    if allow_none and t in ("none", "full"):
+        return None
+    try:
+        return int(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid {what} entry {text.strip()!r}") from None
+
+
+def window_arg(text: str) -> int | None | tuple[int | None, ...]:
+    """``"64"`` -> 64, ``"none"`` / ``"full"`` -> None (full attention), ``"32,32,64"`` -> per layer."""
+    try:
+        values = [_entry(p, "window", True) for p in text.split(",")]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"invalid window {text!r}: give an int (64), 'none' or 'full' for full attention, "
+            f"or one entry per layer (32,32,64,64,128,128)") from None
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def dilation_arg(text: str) -> int | tuple[int, ...]:
+    """``"2"`` -> 2, ``"1,1,2,2"`` -> per layer."""
+    try:
+        values = [_entry(p, "dilation", False) for p in text.split(",")]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"invalid dilation {text!r}: give an int >= 1 or one per layer (1,1,2,2)") from None
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def positions_arg(text: str) -> tuple[int, ...]:
+    """``"0,5"`` -> (0, 5); ``""`` -> ()."""
+    try:
+        return tuple(_entry(p, "position", False) for p in text.split(",") if p.strip())
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"invalid positions {text!r}: give comma-separated ints, e.g. 0,5") from None
+
+
+# ---- attnviz spread ------------------------------------------------------------------------------
+def _add_spread(sub) -> None:
+    p = sub.add_parser(
+        "spread", help="how far a soft prompt's information can reach, layer by layer (offline HTML)",
+        description="Build the attention masks of a pattern, compute how far the prompt's information can "
+                    "travel after each layer (structure only, no model), print a summary and write one "
+                    "self-contained HTML page with the spread and the mask figures.")
+    g = p.add_argument_group("attention pattern")
+    g.add_argument("--window", type=window_arg, default=64, metavar="W",
+                   help="window width: an int (bidirectional: total width, W/2 each side, must be even; with "
+                        "--causal: the last W tokens), 'none'/'full' for full attention, or one entry per layer "
+                        "as a comma list, e.g. 32,32,64,64,128,128 (default: 64)")
+    g.add_argument("--layers", type=_int_at_least(1), default=None, metavar="N",
+                   help="number of layers (default: the length of a per-layer --window list, else 6)")
+    g.add_argument("--causal", action="store_true", help="decoder attention: a token sees only earlier tokens")
+    g.add_argument("--global-prompt", action="store_true", help="give every prompt token global attention")
+    g.add_argument("--global-positions", type=positions_arg, default=(), metavar="P,P",
+                   help="absolute positions with global attention, e.g. 0,5 (0 is [CLS])")
+    g.add_argument("--dilation", type=dilation_arg, default=1, metavar="D",
+                   help="spacing between window keys, an int or one per layer (default: 1)")
+    g.add_argument("--random-blocks", type=_int_at_least(0), default=0, metavar="R",
+                   help="BigBird random key blocks per query block (default: 0)")
+    g.add_argument("--block-size", type=_int_at_least(1), default=None, metavar="B", help="block length for --random-blocks")
+    g.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of the random blocks (default: 0)")
+    s = p.add_argument_group("sequence")
+    s.add_argument("--length", type=_int_at_least(0), default=1024, metavar="T",
+                   help="text length in tokens, without special tokens and prompt: the layout adds [CLS], [SEP] "
+                        "and the prompt, so the sequence has T + 2 + n-tokens positions (default: 1024)")
+    s.add_argument("--placement", choices=PLACEMENTS, default="prefix",
+                   help="where the prompt goes: start (before [CLS], as PEFT), prefix (after [CLS]), infix (--at), "
+                        "suffix (before [SEP]) or scattered (--every) (default: prefix)")
+    s.add_argument("--n-tokens", type=_int_at_least(1), default=20, metavar="N", help="prompt tokens (default: 20)")
+    s.add_argument("--at", type=_int_at_least(0), default=None, help="infix: the text token the prompt goes before")
+    s.add_argument("--every", type=_int_at_least(1), default=None, help="scattered: text tokens between prompt tokens")
+    o = p.add_argument_group("output")
+    o.add_argument("--mask-layer", type=_int_at_least(0), default=0, metavar="L", help="layer whose mask is shown first (default: 0)")
+    o.add_argument("--out", type=Path, default=Path("spread.html"), help="HTML file to write (default: spread.html)")
+    p.set_defaults(run=_run_spread, parser=p)
+
+
+def _run_spread(args) -> int:
+    from .plots import mask_figure, save_html, spread_figure
+    from .spread import spread_pattern
+
+    window = args.window
+    layers = args.layers if args.layers is not None else (len(window) if isinstance(window, tuple) else 6)
+    pattern = AttentionPattern(window=window, causal=args.causal, global_positions=args.global_positions,
+                               global_prompt=args.global_prompt, dilation=args.dilation,
+                               random_blocks=args.random_blocks, block_size=args.block_size, seed=args.seed)
+    pattern.check_layers(layers)
+    placement = PromptPlacement(args.placement, n_tokens=args.n_tokens, at=args.at, every=args.every)
+    layout = placement.layout(text_len=args.length)
+    L = layout.length
+    if L > MAX_POSITIONS:
+        raise ValueError(f"--length {args.length} gives {L} positions; at most {MAX_POSITIONS} are supported")
+    if not 0 <= args.mask_layer < layers:
+        raise ValueError(f"--mask-layer {args.mask_layer} is outside [0, {layers})")
+    out = args.out
+    if not out.parent.is_dir():
+        raise ValueError(f"--out {out}: folder {out.parent} does not exist")
+
+    # From the pattern's structure, O(layers * L): equal to spread(build_masks(...)) (tested).
+    result = spread_pattern(pattern, layout, layers)
+    said = result.summary(readout=layout.readout_position)
+    paragraph = (f"{describe(pattern)}, {layers} layers; a {layout.n_prompt}-token {args.placement} prompt in "
+                 f"{L} positions ([CLS], {layout.n_prompt} prompt, {args.length} text tokens, [SEP]). "
+                 f"{said[:1].upper()}{said[1:]}")
+    figs = [spread_figure(result, layout, pattern=pattern),
+            mask_figure(pattern, layout, layer=args.mask_layer, num_layers=layers)]
+    path = save_html(figs, out, title=f"attnviz spread — {describe(pattern)}", text=paragraph)
+    print(paragraph)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, self-contained, works offline)")
+    return 0
+
+
+# ---- entry point -------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="attnviz", description="See how attention-window configuration shapes prompt tuning.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_spread(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``attnviz`` command line; returns the exit code (bad input exits 2 with a message)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, TypeError) as exc:
+        args.parser.error(str(exc))  # prints "attnviz spread: error: ..." and exits 2
+    except OSError as exc:  # e.g. --out not writable
+        print(f"{args.parser.prog}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,12 @@
+"""Plotly figures, one module per view. Each takes results and returns a ``go.Figure``.
+
+* :func:`mask_figure` — who may attend whom in one layer, and why (``plots/masks.py``)
+* :func:`spread_figure` — how far the prompt reaches, layer by layer (``plots/spread.py``)
+* :func:`save_html` — one self-contained offline page from figures (``plots/html.py``)
+"""
+
+from .html import save_html
+from .masks import mask_figure
+from .spread import spread_figure
+
+__all__ = ["mask_figure", "spread_figure", "save_html"]

@@ -1,0 +1,199 @@
+"""The mask view: who may attend whom in one layer, and why.
+
+Query positions run down (rows), key positions across (columns). Small sequences are drawn cell
+by cell, coloured by reason (window / global / random block / blocked / future); long ones are
+pooled to blocks (:func:`attnviz.pooling.pooled_reasons`) and coloured by the share of allowed
+pairs, so the figure stays small (a few hundred kB) at any length. Strips along both axes show the
+segments ([CLS], prompt, text, [SEP]); a slider switches layers when they differ.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ..patterns import BLOCKED, FUTURE, GLOBAL, RANDOM, REASONS, WINDOW, AttentionPattern, as_layout, describe, mask_reasons
+from ..placement import SequenceLayout
+from ..pooling import PooledMask, block_edges, pooled_reasons
+from ._style import FONT, axis_refs, discrete_colorscale, segment_legend, segment_strip, thin_segment_marks
+
+#: Colour of each reason code at full resolution (index = code of :data:`attnviz.REASONS`).
+REASON_COLORS = {
+    BLOCKED: "#e4e4e4",
+    WINDOW: "#2c7fb8",
+    GLOBAL: "#f28e2b",
+    RANDOM: "#59a14f",
+    FUTURE: "#fafafa",
+}
+REASON_SHORT = {BLOCKED: "blocked (outside window)", WINDOW: "window", GLOBAL: "global",
+                RANDOM: "random block", FUTURE: "future (causal)"}
+POOLED_SCALE = [[0.0, "#f7f7f7"], [0.02, "#deebf7"], [0.5, "#6baed6"], [1.0, "#08306b"]]
+
+
+def _possible_reasons(pattern: AttentionPattern, layout: SequenceLayout, layers: Sequence[int]) -> list[int]:
+    """Reason codes this pattern can produce, in legend order."""
+    out = [WINDOW]
+    if pattern.global_positions or (pattern.global_prompt and layout.n_prompt):
+        out.append(GLOBAL)
+    if pattern.random_blocks:
+        out.append(RANDOM)
+    if any(pattern.window_at(l) is not None for l in layers):
+        out.append(BLOCKED)
+    if pattern.causal:
+        out.append(FUTURE)
+    return out
+
+
+def _layer_groups(pattern: AttentionPattern, layers: Sequence[int]) -> list[list[int]]:
+    """Layers with identical masks share one trace (random blocks differ per layer)."""
+    groups: dict = {}
+    for l in layers:
+        key = (pattern.window_at(l), pattern.dilation_at(l), l if pattern.random_blocks else None)
+        groups.setdefault(key, []).append(l)
+    return list(groups.values())
+
+
+def _layers_text(ls: list[int]) -> str:
+    if len(ls) == 1:
+        return f"layer {ls[0]}"
+    if ls == list(range(ls[0], ls[-1] + 1)):
+        return f"layers {ls[0]}–{ls[-1]}"
+    return "layers " + ", ".join(map(str, ls))
+
+
+def _full_trace(pattern, layout, layer, shown: list[int], labels: dict) -> go.Heatmap:
+    codes = mask_reasons(pattern, layout, layer).numpy()
+    lookup = np.full(len(REASONS), 0, dtype=np.uint8)
+    lookup[shown] = np.arange(len(shown), dtype=np.uint8)
+    z = lookup[codes]
+    text = np.asarray(REASONS, dtype=object)[codes]
+    L = layout.length
+    ticks = [labels[c] for c in shown]
+    return go.Heatmap(
+        z=z, x=np.arange(L + 1) - 0.5, y=np.arange(L + 1) - 0.5, text=text,
+        colorscale=discrete_colorscale([REASON_COLORS[c] for c in shown]), zmin=-0.5, zmax=len(shown) - 0.5,
+        colorbar=dict(title=dict(text="why"), tickvals=list(range(len(shown))), ticktext=ticks, len=0.55, y=1.0,
+                      yanchor="top", thickness=18,
+                      outlinewidth=1, outlinecolor="#999"),
+        hovertemplate="query %{y} → key %{x}<br>%{text}<extra></extra>", name="mask",
+    )
+
+
+def _pooled_trace(pm: PooledMask, shown: list[int], labels: dict) -> go.Heatmap:
+    e = np.asarray(pm.edges)
+    nb = len(e) - 1
+    dtype = np.uint16 if e[-1] < 2**16 else np.uint32
+    extra = [c for c in shown if c in (WINDOW, GLOBAL, RANDOM, FUTURE)]
+    cd = np.empty((nb, nb, 4 + len(extra)), dtype=dtype)
+    cd[:, :, 0] = e[:-1, None]
+    cd[:, :, 1] = e[1:, None] - 1
+    cd[:, :, 2] = e[None, :-1]
+    cd[:, :, 3] = e[None, 1:] - 1
+    for i, c in enumerate(extra):
+        cd[:, :, 4 + i] = np.rint(100 * pm.share(c).numpy())
+    parts = [f"{labels[c]} %{{customdata[{4 + i}]}} %" for i, c in enumerate(extra)]
+    hover = ("queries %{customdata[0]}–%{customdata[1]} → keys %{customdata[2]}–%{customdata[3]}"
+             "<br>allowed: %{z:.1%} of pairs<br>" + ", ".join(parts) + "<extra></extra>")
+    return go.Heatmap(
+        z=pm.fraction.numpy(), x=e - 0.5, y=e - 0.5, customdata=cd, zmin=0, zmax=1, colorscale=POOLED_SCALE,
+        colorbar=dict(title=dict(text="allowed<br>share"), tickformat=".0%", len=0.55, y=1.0, yanchor="top",
+                      thickness=18),
+        hovertemplate=hover, name="mask",
+    )
+
+
+def mask_figure(pattern: AttentionPattern, layout: SequenceLayout | int, layer: int = 0, *,
+                num_layers: int | None = None, max_cells: int = 40_000, block: int | None = None,
+                title: str | None = None, size: int = 720) -> go.Figure:
+    """Heatmap of one layer's mask (query rows × key columns) with segment strips along both axes.
+
+    Args:
+        pattern: the attention pattern.
+        layout: a :class:`attnviz.SequenceLayout` (or a plain length).
+        layer: the layer shown first.
+        num_layers: layers offered by the slider (default: the pattern's per-layer count, else
+            only ``layer``). Layers with identical masks share one view.
+        max_cells: heatmap cells in the whole figure; above it the mask is pooled to blocks
+            (hover then gives block ranges and the share of each reason). ~30 bytes per cell.
+        block: force a block length (1 = full resolution).
+        title: replaces the default title built from :func:`attnviz.describe`.
+        size: figure width and height in pixels.
+    Returns:
+        a ``plotly.graph_objects.Figure``; ``fig.data[0]`` is the heatmap of the first layer view.
+    """
+    layout = as_layout(layout)
+    L = layout.length
+    n = num_layers if num_layers is not None else pattern.per_layer
+    layers = list(range(n)) if n is not None else [layer]
+    if n is not None:
+        pattern.check_layers(n)
+    if layer not in layers:
+        raise ValueError(f"layer {layer} is outside the layers shown [0, {len(layers)})")
+    groups = _layer_groups(pattern, layers)
+    shown = _possible_reasons(pattern, layout, layers)
+    labels = dict(REASON_SHORT)
+    if all(pattern.window_at(l) is None for l in layers):
+        labels[WINDOW] = "full attention"
+
+    if block is None:
+        side = max(1, math.isqrt(max_cells // len(groups)))
+        block = 1 if L <= side else -(-L // side)
+        if block > 1 and pattern.random_blocks:  # align pooled blocks with BigBird's blocks
+            bs = pattern.block_size
+            block = -(-block // bs) * bs if block >= bs else min(d for d in range(block, bs + 1) if bs % d == 0)
+    edges = block_edges(L, block, layout, min_width=max(1, block // 2))  # no sub-pixel blocks
+
+    fig = make_subplots(rows=2, cols=2, shared_xaxes=True, shared_yaxes=True, column_widths=[0.025, 0.975],
+                        row_heights=[0.025, 0.975], horizontal_spacing=0.006, vertical_spacing=0.006)
+    first = next(i for i, g in enumerate(groups) if layer in g)
+    order = [first] + [i for i in range(len(groups)) if i != first]
+    for i in order:
+        g = groups[i]
+        tr = _full_trace(pattern, layout, g[0], shown, labels) if block == 1 else _pooled_trace(
+            pooled_reasons(pattern, layout, g[0], edges), shown, labels)
+        tr.update(visible=(i == first), meta=g, name=_layers_text(g))
+        fig.add_trace(tr, row=2, col=2)
+    n_main = len(groups)
+    fig.add_trace(segment_strip(layout, edges, "h"), row=1, col=2)
+    fig.add_trace(segment_strip(layout, edges, "v"), row=2, col=1)
+    for tr in segment_legend(layout):
+        fig.add_trace(tr, row=2, col=2)
+    for shape in thin_segment_marks(layout, *axis_refs(fig, 1, 2), "h") + thin_segment_marks(layout, *axis_refs(fig, 2, 1), "v"):
+        fig.add_shape(shape)
+
+    res = "one cell per pair" if block == 1 else f"pooled to blocks of {block} tokens"
+    def title_for(l, g):
+        same = f" (same mask as {_layers_text(g)})" if len(g) > 1 else ""
+        return title if title is not None else (
+            f"Who may attend whom — layer {l}{same}<br><sup>{describe(pattern)} · L={L} · {res}</sup>")
+
+    fig.update_layout(
+        title=dict(text=title_for(layer, groups[first]), x=0.5, xanchor="center"),
+        width=size + 200, height=size, font=FONT, plot_bgcolor="white",
+        legend=dict(x=1.02, xanchor="left", y=0.0, yanchor="bottom", title_text="segments"),
+        margin=dict(l=70, r=20, t=90, b=70),
+    )
+    fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False)
+    fig.update_xaxes(showgrid=False, zeroline=False)
+    fig.update_xaxes(title_text="key position k (attended to)", row=2, col=2)
+    fig.update_yaxes(title_text="query position q (attends)", row=2, col=1)
+    fig.update_yaxes(showticklabels=False, row=1, col=1)
+    fig.update_xaxes(showticklabels=False, row=1, col=1)
+    fig.update_xaxes(showticklabels=False, ticks="", row=2, col=1)
+    fig.update_yaxes(showticklabels=False, ticks="", row=1, col=2)
+
+    if len(groups) > 1:
+        steps = []
+        for l in layers:
+            gi = next(i for i, g in enumerate(groups) if l in g)
+            visible = [order[j] == gi for j in range(n_main)] + [True] * (len(fig.data) - n_main)
+            steps.append(dict(label=str(l), method="update",
+                              args=[{"visible": visible}, {"title.text": title_for(l, groups[gi])}]))
+        fig.update_layout(sliders=[dict(active=layers.index(layer), steps=steps, currentvalue=dict(prefix="layer "),
+                                        x=0.05, len=0.9, y=-0.02, yanchor="top", pad=dict(t=40))],
+                          margin=dict(b=150), height=size + 80)
+    return fig
