@@ -3,6 +3,8 @@
 * :func:`mask_figure` — who may attend whom in one layer, and why (``plots/masks.py``)
 * :func:`spread_figure` — how far the prompt reaches, layer by layer (``plots/spread.py``)
 * :func:`save_html` — one self-contained offline page from figures (``plots/html.py``)
+* :func:`influence_figure`, :func:`influence_distance_figure`, :func:`attribution_figure` — measured
+  prompt influence (``plots/influence.py``)
 * :func:`head_view`, :func:`model_view` — bertviz's views, working offline (``plots/bertviz_view.py``)
 """
 
@@ -10,5 +12,7 @@ from .html import save_html
 from .masks import mask_figure
 from .spread import spread_figure
 from .bertviz_view import BertvizView, head_view, model_view
+from .influence import attribution_figure, influence_distance_figure, influence_figure
 
-__all__ = ["mask_figure", "spread_figure", "save_html", "BertvizView", "head_view", "model_view"]
+__all__ = ["mask_figure", "spread_figure", "save_html", "BertvizView", "head_view", "model_view",
+           "influence_figure", "influence_distance_figure", "attribution_figure"]
