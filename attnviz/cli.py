@@ -160,8 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="attnviz", description="See how attention-window configuration shapes prompt tuning.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_spread(sub)
+    from .prompts.cli import add_train_commands
     from .tasks.cli import add_data_commands
 
+    add_train_commands(sub)
     add_data_commands(sub)
     return parser
 
