@@ -30,7 +30,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -38,6 +37,7 @@ from typing import Sequence
 import torch
 
 from ..assets import read_asset
+from ..files import atomic_write
 from ..placement import SequenceLayout
 
 #: Most tokens a view accepts by default: 128 rows are ~2900 px of head view and ~200k SVG lines.
@@ -193,17 +193,7 @@ class BertvizView:
                 f"<title>{_html.escape(title)}</title>\n"
                 "<style>body { font-family: Helvetica, Arial, sans-serif; margin: 1em; }</style>\n"
                 f"</head>\n<body>\n<h2>{_html.escape(title)}</h2>\n{self.iframe()}\n</body>\n</html>\n")
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(page)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, page.encode("utf-8"))
         return path
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import html
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
 import plotly.graph_objects as go
 import plotly.io as pio
+
+from ..files import atomic_write
 
 _PAGE = """<!DOCTYPE html>
 <html lang="en">
@@ -55,15 +56,5 @@ def save_html(figs: go.Figure | Iterable[go.Figure], path: str | os.PathLike, ti
     ]
     page = _PAGE.format(title=html.escape(title), figures="\n".join(parts),
                         text=f'<p class="summary">{html.escape(text)}</p>' if text else "")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(page)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the page the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, page.encode("utf-8"))
     return path

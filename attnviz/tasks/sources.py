@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from ..files import atomic_write, atomic_write_json  # noqa: F401  (re-exported)
+
 
 class FetchError(ConnectionError):
     """A package archive is not in the cache and could not be fetched from the package index."""
@@ -96,45 +98,10 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def atomic_write(path: str | os.PathLike, data: bytes | Iterable[bytes]) -> Path:
-    """Write ``data`` (bytes or an iterable of byte chunks) to ``path`` through a temporary file in
-    the same folder and a rename: readers see the old file or the whole new one, never a part.
-    On any error the temporary file is removed and ``path`` is left as it was."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if isinstance(data, (bytes, bytearray, memoryview)):
-                f.write(data)
-            else:
-                for chunk in data:
-                    f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
-def atomic_write_json(path: str | os.PathLike, obj) -> Path:
-    """:func:`atomic_write` of ``obj`` as indented, key-sorted JSON."""
-    return atomic_write(path, (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode())
-
-
-# ---- archives -----------------------------------------------------------------------------------
 def fetch_sdist(source: SdistSource = BIGBENCH, *, dest: str | os.PathLike | None = None, verify: bool = True,
                 progress: bool = True, command: str = "attnviz data prepare nli") -> Path:
     """The path of ``source``'s archive in ``dest`` (default ``<cache>/downloads``), fetched with
