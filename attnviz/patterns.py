@@ -23,6 +23,7 @@ Window semantics follow the models users know:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -179,14 +180,25 @@ class AttentionPattern:
         if not self.random_blocks:
             return None
         nb = -(-length // self.block_size)
-        rng = np.random.default_rng([self.seed, layer])
-        table = np.zeros((nb, nb), dtype=bool)
-        for i in range(nb):
-            cand = [j for j in range(nb) if (j < i - 1 if self.causal else abs(j - i) > 1)]
-            if cand:
-                pick = rng.choice(cand, size=min(self.random_blocks, len(cand)), replace=False)
-                table[i, pick] = True
-        return torch.from_numpy(table)
+        return torch.from_numpy(_random_table(self.random_blocks, nb, self.seed, layer, self.causal).copy())
+
+
+@functools.lru_cache(maxsize=256)
+def _random_table(random_blocks: int, nb: int, seed: int, layer: int, causal: bool) -> np.ndarray:
+    """bool ``(nb, nb)`` of :meth:`AttentionPattern.random_block_table` (read-only, cached: a widget
+    that moves the window redraws without drawing the blocks again). Query block ``i`` picks among
+    the blocks ``j < i - 1`` (causal) or ``|j - i| > 1``, one ``rng.choice`` per block in order."""
+    rng = np.random.default_rng([seed, layer])
+    table = np.zeros((nb, nb), dtype=bool)
+    blocks = np.arange(nb)
+    for i in range(nb):
+        earlier = blocks[:max(i - 1, 0)]
+        cand = earlier if causal else np.concatenate((earlier, blocks[i + 2:]))
+        if len(cand):
+            pick = rng.choice(cand, size=min(random_blocks, len(cand)), replace=False)
+            table[i, pick] = True
+    table.flags.writeable = False
+    return table
 
 
 def as_layout(layout: SequenceLayout | int) -> SequenceLayout:

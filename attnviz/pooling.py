@@ -6,23 +6,23 @@ here cut positions into blocks given by ``edges`` (``0 = e0 < e1 < ... < en = L`
 :data:`attnviz.REASONS` covers. Blocks follow segment boundaries when a layout is given, so the
 ``[CLS]`` token and the prompt keep their own rows and columns however long the text is.
 
-:func:`pooled_reasons` never builds the ``(L, L)`` grid: it walks query rows in chunks and evaluates
-the pattern's rule only where a key can be allowed (the window band, global keys, random blocks);
-every other key is counted as blocked (or, under ``causal``, future) in bulk. That is
-``O(L * (band + chunk + globals + random))`` work, and equals pooling :func:`attnviz.mask_reasons`
-exactly (tests hold the two together).
+:func:`pooled_reasons` never builds the ``(L, L)`` grid. It counts each reason from the pattern's
+structure: window pairs per (query, key block) in closed form (the band is an interval of keys,
+every ``dilation``-th one), pairs through a global token and random-block pairs by enumerating
+only those rows, columns and blocks, future pairs (causal) from the block geometry, and the rest as
+blocked. That is ``O(L * (key blocks in the band + globals) + random pairs)`` work, and equals
+pooling :func:`attnviz.mask_reasons` exactly (tests hold the two together).
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
 
 from .patterns import BLOCKED, FUTURE, GLOBAL, RANDOM, REASONS, WINDOW, AttentionPattern, _parts, _rule, as_layout
 from .placement import SequenceLayout
-from .spread import Spread
+from .spread import Spread, _one_thread
 
 __all__ = ["block_edges", "PooledMask", "pool_counts", "pooled_reasons", "PooledSpread", "pool_spread"]
 
@@ -63,18 +63,6 @@ def _check_edges(edges, length: int) -> torch.Tensor:
     if e.dim() != 1 or len(e) < 2 or int(e[0]) != 0 or int(e[-1]) != length or bool((e[1:] <= e[:-1]).any()):
         raise ValueError(f"edges must rise strictly from 0 to {length}, got {tuple(edges)[:8]}...")
     return e
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """Run small tensor ops on one thread: the per-chunk work here is too small to share, and on a
-    busy 2-core laptop OpenMP threads waiting on each other made it 10-30x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def _block_of(edges: torch.Tensor) -> torch.Tensor:
@@ -129,19 +117,45 @@ def pool_counts(codes: torch.Tensor, edges, n_codes: int = len(REASONS)) -> torc
 
 
 def pooled_reasons(pattern: AttentionPattern, layout: SequenceLayout | int, layer: int,
-                   edges=None, *, block: int | None = None, chunk: int = 256) -> PooledMask:
+                   edges=None, *, block: int | None = None, chunk: int | None = None) -> PooledMask:
     """Reason counts of layer ``layer`` pooled to blocks, without building the ``(L, L)`` grid.
 
     Args:
         pattern, layout, layer: as for :func:`attnviz.mask_reasons`.
         edges: block edges ``(0, ..., L)``; default :func:`block_edges` ``(L, block, layout)``.
         block: block length when ``edges`` is not given (default: ``ceil(L / 128)``).
-        chunk: query rows evaluated at a time (memory ``O(chunk * keys in reach)``).
+        chunk: query rows (or random block pairs) handled per pass; bounds the memory of the
+            passes to ``O(chunk * key blocks in the band)``. Default: about 2M cells per pass.
     Returns:
         :class:`PooledMask`; equals ``pool_counts(mask_reasons(pattern, layout, layer), edges)``.
     """
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+        raise ValueError(f"chunk must be an int >= 1 or None, got {chunk!r}")
     with _one_thread():
         return _pooled_reasons(pattern, as_layout(layout), layer, edges, block, chunk)
+
+
+_CELLS = 1 << 21  # cells per pass when chunk is None
+
+
+def _future_pairs(sizes: torch.Tensor) -> torch.Tensor:
+    """int64 ``(nb, nb)``: pairs (q in block i, k in block j) with k > q, for contiguous ascending blocks."""
+    future = torch.triu(sizes[:, None] * sizes[None, :], diagonal=1)
+    return future + torch.diag(sizes * (sizes - 1) // 2)
+
+
+def _multiples(lo: torch.Tensor, hi: torch.Tensor, d: int) -> torch.Tensor:
+    """How many multiples of ``d`` lie in ``[lo, hi]`` (elementwise; 0 where ``hi < lo``)."""
+    n = torch.div(hi, d, rounding_mode="floor") + torch.div(-lo, d, rounding_mode="floor") + 1
+    return n.clamp(min=0)
+
+
+def _add_global(flat, in_random, n, cell, nb, random_hit) -> None:
+    """Add pair counts ``n`` at block cells ``cell`` (``i * nb + j``) to the GLOBAL counts, and to
+    ``in_random`` where ``random_hit`` (bool, same shape) says the pairs lie in a random block."""
+    flat.index_add_(0, GLOBAL * nb * nb + cell.reshape(-1), n.reshape(-1))
+    if random_hit is not None:
+        in_random.index_add_(0, cell.reshape(-1), (n * random_hit).reshape(-1))
 
 
 def _pooled_reasons(pattern, layout, layer, edges, block, chunk) -> PooledMask:
@@ -151,49 +165,96 @@ def _pooled_reasons(pattern, layout, layer, edges, block, chunk) -> PooledMask:
     e = _check_edges(edges, L)
     bq = _block_of(e)
     nb = len(e) - 1
+    sizes = e[1:] - e[:-1]
     window, dilation, is_global, rand = _rule(pattern, layout, layer)
-    counts = torch.zeros(len(REASONS) * nb * nb, dtype=torch.int64)
+    causal = pattern.causal
+    counts = torch.zeros(len(REASONS), nb, nb, dtype=torch.int64)
+    total = sizes[:, None] * sizes[None, :]
+    future = _future_pairs(sizes) if causal else torch.zeros_like(total)
+    counts[FUTURE] = future
+    if window is None:  # full attention: every earlier (or every) key is "window"
+        counts[WINDOW] = total - future
+        return PooledMask(edges=tuple(e.tolist()), counts=counts)
 
-    # Keys outside [start - left, stop + right) of a chunk (and not global / random) are not
-    # evaluated; their reason is the same for every row of the chunk.
-    if window is None:  # full attention: every key is "window", later ones are future under causal
-        left = right = 0
-        left_reason, right_reason = WINDOW, FUTURE if pattern.causal else WINDOW
+    # Key segments: the blocks, cut further at BigBird block edges when there are random blocks, so
+    # that each segment lies in one block and one BigBird block.
+    bs = pattern.block_size if rand is not None else None
+    if bs is not None:
+        seg_edges = torch.unique(torch.cat([e, torch.arange(0, L, bs)]))
     else:
-        left, right = (window * dilation - 1, 0) if pattern.causal else ((window // 2) * dilation,) * 2
-        left_reason, right_reason = BLOCKED, FUTURE if pattern.causal else BLOCKED
-    keys = torch.arange(L)
+        seg_edges = e
+    seg_of = _block_of(seg_edges)                       # (L,) segment of each position
+    seg_block = bq[seg_edges[:-1]]                      # (ns,) block of each segment
+    in_random = torch.zeros(nb * nb, dtype=torch.int64)  # pairs counted above that are in random blocks
+    flat = counts.view(-1)
 
-    for start in range(0, L, chunk):
-        stop = min(start + chunk, L)
-        rows = torch.arange(start, stop)
-        if window is not None and bool(is_global[rows].any()):
-            cand = torch.ones(L, dtype=torch.bool)  # a global query sees every key: evaluate all
-        else:
-            cand = torch.zeros(L, dtype=torch.bool)
-            cand[max(0, start - left):min(L, stop + right)] = True
-            if window is not None:
-                cand |= is_global
-                if rand is not None:
-                    kblocks = rand[torch.unique(rows // pattern.block_size)].any(0)
-                    cand |= kblocks[keys // pattern.block_size]
-        k = keys[cand]
-        local, glob, rnd, ok = _parts(pattern, window, dilation, is_global, rand, rows[:, None], k[None, :])
-        code = torch.full(local.shape, BLOCKED, dtype=torch.int64)
-        code[rnd] = RANDOM
-        code[glob] = GLOBAL
-        code[local] = WINDOW
-        code[~ok] = FUTURE
-        flat = (code * nb + bq[rows][:, None]) * nb + bq[k][None, :]
-        counts += torch.bincount(flat.reshape(-1), minlength=counts.numel())
+    # 1. window pairs, in closed form per (query q, key segment S): the keys k in [q - left, q + right]
+    #    with (q - k) % dilation == 0 that lie in S. Every window pair is allowed (causal windows
+    #    only reach back), so they are all WINDOW.
+    d = dilation
+    left, right = ((window - 1) * d, 0) if causal else ((window // 2) * d,) * 2
+    q_all = torch.arange(L)
+    lo_q = (q_all - left).clamp(min=0)
+    hi_q = (q_all + right).clamp(max=L - 1)
+    first_s, last_s = seg_of[lo_q], seg_of[hi_q]
+    span = int((last_s - first_s).max()) + 1
+    rows_per_pass = chunk or max(1, _CELLS // span)
+    ns = len(seg_edges) - 1
+    for start in range(0, L, rows_per_pass):
+        q = q_all[start:start + rows_per_pass]
+        j = first_s[q, None] + torch.arange(span)[None, :]
+        valid = j <= last_s[q, None]
+        j = j.clamp(max=ns - 1)
+        lo = torch.maximum(seg_edges[j], lo_q[q, None]) - q[:, None]     # key offsets k - q in S ∩ band
+        hi = torch.minimum(seg_edges[j + 1] - 1, hi_q[q, None]) - q[:, None]
+        n = torch.where(valid, _multiples(lo, hi, d), 0)
+        cell = bq[q, None] * nb + seg_block[j]
+        flat.index_add_(0, (WINDOW * nb * nb + cell).reshape(-1), n.reshape(-1))
+        if bs is not None:
+            hit = rand[q[:, None] // bs, seg_edges[j] // bs]
+            in_random.index_add_(0, cell[hit], n[hit])
 
-        rest = ~cand
-        if bool(rest.any()):
-            rows_per_block = torch.bincount(bq[rows], minlength=nb)  # (nb,)
-            for side, reason in ((keys < start, left_reason), (keys >= stop, right_reason)):
-                per_kblock = torch.bincount(bq[rest & side], minlength=nb)
-                counts.view(len(REASONS), nb, nb)[reason] += rows_per_block[:, None] * per_kblock[None, :]
-    return PooledMask(edges=tuple(int(x) for x in e), counts=counts.view(len(REASONS), nb, nb))
+    # 2. pairs through a global token outside the window, in closed form per (global token, segment):
+    #    global columns (q, g) for every query q, then global rows (g, k) for every non-global key k.
+    #    Allowed ones are GLOBAL (future ones are already counted).
+    g = is_global.nonzero().flatten()
+    if g.numel():
+        dmin, dmax = (0, left) if causal else (-left, left)          # q - k of window pairs
+        s0, s1 = seg_edges[None, :-1], seg_edges[None, 1:]            # (1, ns) segment [s0, s1)
+        per_pass = chunk or max(1, _CELLS // ns)
+        for start in range(0, g.numel(), per_pass):
+            gs = g[start:start + per_pass, None]                      # (n, 1)
+            # columns: queries q in S; allowed: all (causal: q >= g); window: q - g in [dmin, dmax]
+            ok = (s1 - torch.maximum(s0, gs)).clamp(min=0) if causal else (s1 - s0).expand(len(gs), -1)
+            win = _multiples(torch.maximum(s0, gs + dmin) - gs, torch.minimum(s1 - 1, gs + dmax) - gs, d)
+            _add_global(flat, in_random, ok - win, seg_block[None, :] * nb + bq[gs], nb,
+                        None if bs is None else rand[seg_edges[:-1] // bs][:, gs[:, 0] // bs].T)
+            # rows: keys k in S; allowed: all (causal: k <= g); window: g - k in [dmin, dmax]
+            ok = (torch.minimum(s1, gs + 1) - s0).clamp(min=0) if causal else (s1 - s0).expand(len(gs), -1)
+            win = _multiples(torch.maximum(s0, gs - dmax) - gs, torch.minimum(s1 - 1, gs - dmin) - gs, d)
+            # less the global keys (their pairs are in the columns): global keys allowed, not window
+            kq, kk = torch.broadcast_tensors(gs, g[None, :])
+            _, _, _, g_ok = _parts(pattern, window, d, is_global, None, kq, kk)
+            g_local = _parts(pattern, window, d, is_global, None, kq, kk)[0]
+            glob_keys = torch.zeros(len(gs), ns, dtype=torch.int64)
+            glob_keys.scatter_add_(1, seg_of[kk], (g_ok & ~g_local).long())
+            _add_global(flat, in_random, ok - win - glob_keys, bq[gs] * nb + seg_block[None, :], nb,
+                        None if bs is None else rand[gs[:, 0] // bs][:, seg_edges[:-1] // bs])
+
+    # 3. random-block pairs: all pairs of the chosen (query block, key block) rectangles, pooled with
+    #    one matrix product, less those already counted as window or global pairs. (Random key blocks
+    #    are never in the future: under causal they are blocks before the query's neighbour.)
+    if bs is not None:
+        nr = rand.shape[0]
+        bb = torch.arange(nr)
+        overlap = (torch.minimum((bb[:, None] + 1) * bs, e[None, 1:]) - torch.maximum(bb[:, None] * bs, e[None, :-1]))
+        overlap = overlap.clamp(min=0).double()                     # (nr, nb) positions of BigBird block in block
+        pairs = overlap.T @ rand.double() @ overlap                  # exact: integers < 2**53
+        counts[RANDOM] = pairs.round().long() - in_random.view(nb, nb)
+
+    # 4. everything else is blocked (outside the window, no global token, no random block).
+    counts[BLOCKED] = total - counts[WINDOW] - counts[GLOBAL] - counts[RANDOM] - counts[FUTURE]
+    return PooledMask(edges=tuple(e.tolist()), counts=counts)
 
 
 @dataclass(frozen=True)
@@ -233,5 +294,5 @@ def pool_spread(result: Spread, edges) -> PooledSpread:
         0, b[reached], fl[reached], reduce="amax")
     first_min = torch.where(first_min == big, torch.full_like(first_min, -1), first_min)
     never = torch.bincount(b[~reached], minlength=nb)
-    return PooledSpread(edges=tuple(int(x) for x in e), fraction=(hits / sizes).float(),
+    return PooledSpread(edges=tuple(e.tolist()), fraction=(hits / sizes).float(),
                         first_min=first_min, first_max=first_max, never=never)

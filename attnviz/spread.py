@@ -12,6 +12,7 @@ ablation of the sources can change hidden states (see ``attnviz.influence``).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -128,27 +129,40 @@ def first_layer_of(reached: torch.Tensor) -> torch.Tensor:
     return torch.where(any_, first, torch.full_like(first, -1)).to(torch.int64)
 
 
-def _window_hits(reached: torch.Tensor, window: int | None, dilation: int, causal: bool) -> torch.Tensor:
+def _window_hits(reached: np.ndarray, window: int | None, dilation: int, causal: bool) -> np.ndarray:
     """bool ``(L,)``: queries with a reached key inside their (dilated) window. O(L) via prefix sums
-    over each residue class mod ``dilation``."""
+    over each residue class mod ``dilation``. (numpy: a few ops on L values per layer, where
+    torch's per-op overhead would dominate.)"""
     L = reached.shape[0]
     if window is None:
         if not causal:
-            return reached.any().expand(L).clone()
-        return torch.cumsum(reached.to(torch.int64), 0) > 0
+            return np.full(L, bool(reached.any()))
+        return np.logical_or.accumulate(reached)
     d = dilation
     m = -(-L // d)
-    padded = torch.zeros(m * d, dtype=torch.int64)
-    padded[:L] = reached.to(torch.int64)
-    cols = padded.view(m, d)                         # cols[:, c] = positions c, c+d, c+2d, ...
-    cs = torch.cat([torch.zeros(1, d, dtype=torch.int64), torch.cumsum(cols, 0)])  # (m+1, d)
-    i = torch.arange(m)
+    padded = np.zeros(m * d, dtype=np.int32)
+    padded[:L] = reached
+    cs = np.zeros((m + 1, d), dtype=np.int32)
+    np.cumsum(padded.reshape(m, d), axis=0, out=cs[1:])  # cs[j, c]: reached among c, c+d, .. (j terms)
+    i = np.arange(m)
     if causal:   # keys q, q-d, ..., q-(w-1)d  -> subsequence indices [i-w+1, i]
-        lo, hi = (i - window + 1).clamp(min=0), i
+        lo, hi = np.maximum(i - window + 1, 0), i
     else:        # |i - j| <= window // 2 within the residue class
-        lo, hi = (i - window // 2).clamp(min=0), (i + window // 2).clamp(max=m - 1)
+        lo, hi = np.maximum(i - window // 2, 0), np.minimum(i + window // 2, m - 1)
     counts = cs[hi + 1] - cs[lo]                       # (m, d)
     return (counts > 0).reshape(-1)[:L]
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """Run small tensor ops on one thread: the per-layer work of the structural views is too small
+    to share, and on a busy 2-core laptop OpenMP threads waiting on each other made it 10-30x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def spread_pattern(pattern, layout, num_layers: int, sources=None) -> Spread:
@@ -168,20 +182,27 @@ def spread_pattern(pattern, layout, num_layers: int, sources=None) -> Spread:
 
     layout = as_layout(layout)
     pattern.check_layers(num_layers)
+    with _one_thread():
+        return _spread_pattern(pattern, layout, num_layers, sources)
+
+
+def _spread_pattern(pattern, layout, num_layers: int, sources) -> Spread:
     L = layout.length
-    current = _sources_mask(layout.prompt_positions if sources is None else sources, L)
-    is_global = pattern.global_mask(layout)
-    global_pos = is_global.nonzero().flatten()
+    current = _sources_mask(layout.prompt_positions if sources is None else sources, L).numpy()
+    is_global = pattern.global_mask(layout).numpy()
+    global_pos = np.flatnonzero(is_global)
+    positions = np.arange(L)
+    first = np.where(current, 0, -1).astype(np.int64)
     rows = [current]
     for layer in range(num_layers):
         new = current | _window_hits(current, pattern.window_at(layer), pattern.dilation_at(layer), pattern.causal)
         # Global rows see every (earlier, if causal) key; global columns are seen by every (later) query.
         if pattern.causal:
-            seen_before = torch.cumsum(current.to(torch.int64), 0) > 0
+            seen_before = np.logical_or.accumulate(current)
             new |= is_global & seen_before
             hit_globals = global_pos[current[global_pos]]
-            if hit_globals.numel():
-                new |= torch.arange(L) >= int(hit_globals.min())
+            if hit_globals.size:
+                new |= positions >= int(hit_globals.min())
         else:
             if current.any():
                 new |= is_global
@@ -191,13 +212,13 @@ def spread_pattern(pattern, layout, num_layers: int, sources=None) -> Spread:
         if table is not None:
             bs = pattern.block_size
             nb = table.shape[0]
-            padded = torch.zeros(nb * bs, dtype=torch.bool)
+            padded = np.zeros(nb * bs, dtype=bool)
             padded[:L] = current
-            block_hit = padded.view(nb, bs).any(1)                 # (nb,)
-            query_blocks = (table & block_hit[None, :]).any(1)      # (nb,)
-            new |= query_blocks.repeat_interleave(bs)[:L]
+            block_hit = padded.reshape(nb, bs).any(1)                   # (nb,)
+            query_blocks = (table.numpy() & block_hit[None, :]).any(1)  # (nb,)
+            new |= np.repeat(query_blocks, bs)[:L]
             # (random key blocks are all earlier blocks under causal, so no k <= q check is needed)
+        first[new & ~current] = layer + 1                               # = first_layer_of(reached)
         current = new
         rows.append(current)
-    reached = torch.stack(rows)
-    return Spread(reached=reached, first_layer=first_layer_of(reached))
+    return Spread(reached=torch.from_numpy(np.stack(rows)), first_layer=torch.from_numpy(first))

@@ -6,6 +6,7 @@ import time
 
 BENCHMARKS = {
     "attention_forward": "Forward time and net attention memory: stock sdpa vs dense-masked vs flex vs native Longformer",
+    "explorer_latency": "Pattern explorer: control change -> figure data ready, L up to 16384 x 24 layers, vs the dense path",
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import plotly.graph_objects as go
 
@@ -21,6 +23,18 @@ SEGMENT_COLORS = {
 SEGMENT_LABELS = {"cls": "[CLS]", "sep": "[SEP]"}
 OTHER_COLOR = "#999999"
 FONT = dict(family="Helvetica, Arial, sans-serif", size=13)
+
+
+@dataclass
+class FigureParts:
+    """The data-dependent parts of a figure: ``traces`` in a fixed order, each with its axes set
+    (``xaxis="x3"``), and the ``layout`` properties that change with the data (nested dicts, e.g.
+    ``{"title": {"text": ...}, "shapes": [...]}``). A figure function assembles them once; a live
+    ``FigureWidget`` (``attnviz.widgets``) takes new parts in place, so a control change costs the
+    data, not a new figure."""
+
+    traces: list
+    layout: dict = field(default_factory=dict)
 
 
 def discrete_colorscale(colors: list[str]) -> list[list]:
@@ -48,21 +62,28 @@ def segment_strip(layout: SequenceLayout, edges, orientation: str = "h") -> go.H
     ``orientation`` "h" runs along x, "v" along y."""
     names = segment_names(layout)
     colors = [SEGMENT_COLORS.get(n, OTHER_COLOR) for n in names]
-    per_pos = np.array([names.index(n) for n in layout.names()])
+    per_pos = np.empty(layout.length, dtype=np.int64)
+    for seg in layout.segments:
+        per_pos[seg.start:seg.stop] = names.index(seg.name)
     edges = np.asarray(edges)
-    code = np.empty(len(edges) - 1, dtype=np.uint8)
-    text = []
-    for i, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
-        counts = np.bincount(per_pos[a:b], minlength=len(names))
-        code[i] = counts.argmax()
-        label = ", ".join(SEGMENT_LABELS.get(names[j], names[j]) for j in np.flatnonzero(counts))
-        text.append(f"position {a}: {label}" if b - a == 1 else f"positions {a}–{b - 1}: {label}")
+    nb, nn = len(edges) - 1, len(names)
+    block = np.repeat(np.arange(nb), np.diff(edges))
+    counts = np.bincount(block * nn + per_pos, minlength=nb * nn).reshape(nb, nn)
+    code = counts.argmax(1).astype(np.uint8)                       # the block's main segment
+    # hover text "positions a–b: [CLS], text", built with array ops (thousands of blocks at long L)
+    present, kind = np.unique(counts > 0, axis=0, return_inverse=True)
+    shown = [SEGMENT_LABELS.get(n, n) for n in names]
+    label = np.array([", ".join(shown[j] for j in np.flatnonzero(row)) for row in present])[kind.reshape(-1)]
+    a, b = edges[:-1].astype(str), (edges[1:] - 1).astype(str)
+    one = np.diff(edges) == 1
+    span = np.where(one, np.char.add("position ", a), np.char.add(np.char.add(np.char.add("positions ", a), "–"), b))
+    text = np.char.add(np.char.add(span, ": "), label)
     bounds = edges - 0.5
     common = dict(colorscale=discrete_colorscale(colors), zmin=-0.5, zmax=len(colors) - 0.5, showscale=False,
                   hovertemplate="%{text}<extra></extra>", name="segments")
     if orientation == "h":
-        return go.Heatmap(z=code[None, :], x=bounds, y=[0], text=[text], **common)
-    return go.Heatmap(z=code[:, None], y=bounds, x=[0], text=[[t] for t in text], **common)
+        return go.Heatmap(z=code[None, :], x=bounds, y=[0], text=text[None, :], **common)
+    return go.Heatmap(z=code[:, None], y=bounds, x=[0], text=text[:, None], **common)
 
 
 def thin_segment_marks(layout: SequenceLayout, xref: str, yref: str, orientation: str = "h",
@@ -95,10 +116,9 @@ def segment_legend(layout: SequenceLayout) -> list[go.Scatter]:
     """Legend-only traces naming the segment colours (prompt, [CLS], text, ...)."""
     out = []
     for name in segment_names(layout):
-        pos = layout.positions(name)
         label = SEGMENT_LABELS.get(name, name)
         if name == "prompt":
-            label = f"prompt: {positions_text(pos)}"
+            label = f"prompt: {positions_text(layout.prompt_positions)}"
         out.append(go.Scatter(x=[None], y=[None], mode="markers", name=label, hoverinfo="skip",
                               marker=dict(symbol="square", size=12, color=SEGMENT_COLORS.get(name, OTHER_COLOR))))
     return out
@@ -113,3 +133,35 @@ def positions_text(positions) -> str:
         return str(p[0]) if len(p) == 1 else f"{p[0]}–{p[-1]}"
     head = ", ".join(map(str, p[:3]))
     return f"{head}, … ({len(p)} tokens)" if len(p) > 3 else head
+
+
+def step_slider(fig: go.Figure, steps: list, active: int, changing: tuple[int, ...], *, prefix: str = "",
+                below_px: int = 60) -> go.Figure:
+    """Make a static figure step through several versions of its data without a kernel.
+
+    ``fig`` shows step ``active``; ``steps`` is ``[(label, FigureParts), ...]`` with the same trace
+    layout. The traces at indexes ``changing`` of every other step are added (hidden), and a plotly
+    slider (``method="update"``) shows one step's traces and title at a time, in any offline page.
+    The slider sits ``below_px`` pixels under the plot area (under axis titles and legends); the
+    figure grows to make room and the plot area keeps its size. Returns ``fig``.
+    """
+    owner = {i: active for i in changing}            # trace index -> the step it belongs to
+    for k, (_, parts) in enumerate(steps):
+        if k == active:
+            continue
+        for i in changing:
+            owner[len(fig.data)] = k
+            fig.add_trace(parts.traces[i].update(visible=False))
+    slider_steps = []
+    for k, (label, parts) in enumerate(steps):
+        visible = [owner.get(i, k) == k for i in range(len(fig.data))]
+        slider_steps.append(dict(label=label, method="update",
+                                 args=[{"visible": visible}, {"title.text": parts.layout["title"]["text"]}]))
+    height, margin = fig.layout.height or 500, fig.layout.margin
+    plot_h = height - (margin.t or 80) - (margin.b or 80)
+    extra = 100
+    fig.update_layout(
+        sliders=[dict(active=active, steps=slider_steps, currentvalue=dict(prefix=prefix, font=dict(size=14)),
+                      x=0.05, len=0.85, y=-below_px / plot_h, yanchor="top", pad=dict(t=0))],
+        height=height + extra, margin=dict(b=(margin.b or 80) + extra))
+    return fig

@@ -2,9 +2,11 @@
 
 Query positions run down (rows), key positions across (columns). Small sequences are drawn cell
 by cell, coloured by reason (window / global / random block / blocked / future); long ones are
-pooled to blocks (:func:`attnviz.pooling.pooled_reasons`) and coloured by the share of allowed
-pairs, so the figure stays small (a few hundred kB) at any length. Strips along both axes show the
-segments ([CLS], prompt, text, [SEP]); a slider switches layers when they differ.
+pooled to blocks and coloured by the share of allowed pairs, so the figure stays small (a few
+hundred kB) at any length. Strips along both axes show the
+segments ([CLS], prompt, text, [SEP]); a slider switches layers when they differ. Both come from
+:func:`attnviz.pooling.pooled_reasons` (the pattern's structure, never an ``(L, L)`` mask beyond the
+cells drawn); :func:`mask_parts` gives the data of one layer's view for live figures.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from typing import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+import torch
 from plotly.subplots import make_subplots
 
-from ..patterns import BLOCKED, FUTURE, GLOBAL, RANDOM, REASONS, WINDOW, AttentionPattern, as_layout, describe, mask_reasons
+from ..patterns import BLOCKED, FUTURE, GLOBAL, RANDOM, REASONS, WINDOW, AttentionPattern, as_layout, describe
 from ..placement import SequenceLayout
 from ..pooling import PooledMask, block_edges, pooled_reasons
-from ._style import FONT, axis_refs, discrete_colorscale, segment_legend, segment_strip, thin_segment_marks
+from ._style import FONT, FigureParts, discrete_colorscale, segment_legend, segment_strip, thin_segment_marks
 
 #: Colour of each reason code at full resolution (index = code of :data:`attnviz.REASONS`).
 REASON_COLORS = {
@@ -65,13 +68,13 @@ def _layers_text(ls: list[int]) -> str:
     return "layers " + ", ".join(map(str, ls))
 
 
-def _full_trace(pattern, layout, layer, shown: list[int], labels: dict) -> go.Heatmap:
-    codes = mask_reasons(pattern, layout, layer).numpy()
+def _full_trace(pm: PooledMask, shown: list[int], labels: dict) -> go.Heatmap:
+    codes = pm.counts.argmax(0).numpy()  # one pair per cell: its single reason (= mask_reasons)
     lookup = np.full(len(REASONS), 0, dtype=np.uint8)
     lookup[shown] = np.arange(len(shown), dtype=np.uint8)
     z = lookup[codes]
     text = np.asarray(REASONS, dtype=object)[codes]
-    L = layout.length
+    L = len(pm.edges) - 1
     ticks = [labels[c] for c in shown]
     return go.Heatmap(
         z=z, x=np.arange(L + 1) - 0.5, y=np.arange(L + 1) - 0.5, text=text,
@@ -83,9 +86,19 @@ def _full_trace(pattern, layout, layer, shown: list[int], labels: dict) -> go.He
     )
 
 
-def _pooled_trace(pm: PooledMask, shown: list[int], labels: dict) -> go.Heatmap:
+def _pooled_trace(pm: PooledMask, shown: list[int], labels: dict, lean: bool = False) -> go.Heatmap:
     e = np.asarray(pm.edges)
     nb = len(e) - 1
+    bar = dict(title=dict(text="allowed<br>share"), tickformat=".0%", len=0.55, y=1.0, yanchor="top", thickness=18)
+    if lean:  # 2-D arrays only (live figures): share through globals / random blocks, block centres
+        other = [c for c in shown if c in (GLOBAL, RANDOM)]
+        extra = sum((pm.counts[c] for c in other), torch.zeros_like(pm.counts[0])).double() / pm.sizes.double()
+        via = " / ".join(labels[c] for c in other)
+        hover = ("queries ≈%{y:.0f} → keys ≈%{x:.0f}<br>allowed: %{z:.1%} of pairs"
+                 + (f"<br>through {via}: %{{customdata:.1%}}" if other else "") + "<extra></extra>")
+        return go.Heatmap(z=pm.fraction.numpy(), x=e - 0.5, y=e - 0.5, zmin=0, zmax=1, colorscale=POOLED_SCALE,
+                          customdata=extra.float().numpy() if other else None, colorbar=bar,
+                          hovertemplate=hover, name="mask")
     dtype = np.uint16 if e[-1] < 2**16 else np.uint32
     extra = [c for c in shown if c in (WINDOW, GLOBAL, RANDOM, FUTURE)]
     cd = np.empty((nb, nb, 4 + len(extra)), dtype=dtype)
@@ -100,15 +113,93 @@ def _pooled_trace(pm: PooledMask, shown: list[int], labels: dict) -> go.Heatmap:
              "<br>allowed: %{z:.1%} of pairs<br>" + ", ".join(parts) + "<extra></extra>")
     return go.Heatmap(
         z=pm.fraction.numpy(), x=e - 0.5, y=e - 0.5, customdata=cd, zmin=0, zmax=1, colorscale=POOLED_SCALE,
-        colorbar=dict(title=dict(text="allowed<br>share"), tickformat=".0%", len=0.55, y=1.0, yanchor="top",
-                      thickness=18),
-        hovertemplate=hover, name="mask",
+        colorbar=bar, hovertemplate=hover, name="mask",
     )
+
+
+def _mask_block(pattern: AttentionPattern, L: int, n_views: int, max_cells: int, block: int | None) -> int:
+    """Block length of a mask view: 1 (one cell per pair) when ``n_views`` heatmaps of ``L * L``
+    cells fit in ``max_cells``, else pooled; aligned with BigBird's blocks when there are random ones."""
+    if block is None:
+        side = max(1, math.isqrt(max_cells // n_views))
+        block = 1 if L <= side else -(-L // side)
+        if block > 1 and pattern.random_blocks:  # align pooled blocks with BigBird's blocks
+            bs = pattern.block_size
+            block = -(-block // bs) * bs if block >= bs else min(d for d in range(block, bs + 1) if bs % d == 0)
+    return block
+
+
+def _mask_setup(pattern, layout, layer, layers, max_cells, block, n_views=None):
+    layout = as_layout(layout)
+    if layer not in layers:
+        raise ValueError(f"layer {layer} is outside the layers shown [0, {len(layers)})")
+    groups = _layer_groups(pattern, layers)
+    shown = _possible_reasons(pattern, layout, layers)
+    labels = dict(REASON_SHORT)
+    if all(pattern.window_at(l) is None for l in layers):
+        labels[WINDOW] = "full attention"
+    block = _mask_block(pattern, layout.length, n_views or len(groups), max_cells, block)
+    edges = block_edges(layout.length, block, layout, min_width=max(1, block // 2))  # no sub-pixel blocks
+    return layout, groups, shown, labels, block, edges
+
+
+def _heatmap(pattern, layout, layer, edges, shown, labels, lean: bool = False) -> go.Heatmap:
+    """The main heatmap of one layer, from :func:`attnviz.pooling.pooled_reasons` (structural:
+    at one token per block it holds each pair's reason, as :func:`attnviz.mask_reasons`)."""
+    pm = pooled_reasons(pattern, layout, layer, edges)
+    if len(edges) == layout.length + 1:
+        return _full_trace(pm, shown, labels)
+    return _pooled_trace(pm, shown, labels, lean)
+
+
+def _mask_title(pattern, layout, layer, group, block, title) -> str:
+    if title is not None:
+        return title
+    res = "one cell per pair" if block == 1 else f"pooled to blocks of {block} tokens"
+    same = f" (same mask as {_layers_text(group)})" if len(group) > 1 else ""
+    return f"Who may attend whom — layer {layer}{same}<br><sup>{describe(pattern)} · L={layout.length} · {res}</sup>"
+
+
+def mask_parts(pattern: AttentionPattern, layout: SequenceLayout | int, layer: int = 0, *,
+               layers: Sequence[int] | None = None, max_cells: int = 40_000, block: int | None = None,
+               title: str | None = None, lean: bool = False) -> FigureParts:
+    """The data of :func:`mask_figure` for one layer, as :class:`FigureParts`: traces
+    ``[heatmap, top segment strip, left segment strip, segment legend...]`` (axes set) and the layout
+    that goes with them (``title``, ``shapes``). A live figure (``attnviz.widgets``) applies them
+    in place; :func:`mask_figure` assembles them. Structural: no ``(L, L)`` mask is built beyond
+    the cells drawn.
+
+    Args:
+        layers: the layers the pattern is shown for (default: the pattern's per-layer count, else
+            only ``layer``): they decide which reasons the colour bar lists and which layers share a mask.
+        max_cells, block, title: as for :func:`mask_figure` (``max_cells`` for this one heatmap).
+        lean: hover data in 2-D arrays only (block centres and shares instead of exact block ranges
+            per cell): what a live figure can send on every change without slowing down.
+    """
+    n = pattern.per_layer
+    layers = list(layers) if layers is not None else (list(range(n)) if n is not None else [layer])
+    if n is not None:
+        pattern.check_layers(n)
+    layout, groups, shown, labels, block, edges = _mask_setup(pattern, layout, layer, layers, max_cells, block, 1)
+    group = next(g for g in groups if layer in g)
+    return _parts_for(pattern, layout, layer, group, shown, labels, block, edges, title, lean)
+
+
+def _parts_for(pattern, layout, layer, group, shown, labels, block, edges, title, lean=False) -> FigureParts:
+    heat = _heatmap(pattern, layout, group[0], edges, shown, labels, lean)
+    heat.update(visible=True, meta=group, name=_layers_text(group), xaxis="x4", yaxis="y4")
+    traces = [heat,
+              segment_strip(layout, edges, "h").update(xaxis="x2", yaxis="y2"),
+              segment_strip(layout, edges, "v").update(xaxis="x3", yaxis="y3")]
+    traces += [t.update(xaxis="x4", yaxis="y4") for t in segment_legend(layout)]
+    shapes = thin_segment_marks(layout, "x2", "y2", "h") + thin_segment_marks(layout, "x3", "y3", "v")
+    return FigureParts(traces=traces, layout={"title": {"text": _mask_title(pattern, layout, layer, group, block, title)},
+                                              "shapes": shapes})
 
 
 def mask_figure(pattern: AttentionPattern, layout: SequenceLayout | int, layer: int = 0, *,
                 num_layers: int | None = None, max_cells: int = 40_000, block: int | None = None,
-                title: str | None = None, size: int = 720) -> go.Figure:
+                title: str | None = None, size: int = 720, layers: Sequence[int] | None = None) -> go.Figure:
     """Heatmap of one layer's mask (query rows × key columns) with segment strips along both axes.
 
     Args:
@@ -122,57 +213,40 @@ def mask_figure(pattern: AttentionPattern, layout: SequenceLayout | int, layer: 
         block: force a block length (1 = full resolution).
         title: replaces the default title built from :func:`attnviz.describe`.
         size: figure width and height in pixels.
+        layers: the layers offered, instead of ``range(num_layers)`` (e.g. ``[3]``: layer 3 alone).
     Returns:
         a ``plotly.graph_objects.Figure``; ``fig.data[0]`` is the heatmap of the first layer view.
+        Without a slider the traces are those of :func:`mask_parts`.
     """
-    layout = as_layout(layout)
-    L = layout.length
     n = num_layers if num_layers is not None else pattern.per_layer
-    layers = list(range(n)) if n is not None else [layer]
     if n is not None:
         pattern.check_layers(n)
-    if layer not in layers:
-        raise ValueError(f"layer {layer} is outside the layers shown [0, {len(layers)})")
-    groups = _layer_groups(pattern, layers)
-    shown = _possible_reasons(pattern, layout, layers)
-    labels = dict(REASON_SHORT)
-    if all(pattern.window_at(l) is None for l in layers):
-        labels[WINDOW] = "full attention"
-
-    if block is None:
-        side = max(1, math.isqrt(max_cells // len(groups)))
-        block = 1 if L <= side else -(-L // side)
-        if block > 1 and pattern.random_blocks:  # align pooled blocks with BigBird's blocks
-            bs = pattern.block_size
-            block = -(-block // bs) * bs if block >= bs else min(d for d in range(block, bs + 1) if bs % d == 0)
-    edges = block_edges(L, block, layout, min_width=max(1, block // 2))  # no sub-pixel blocks
+    if layers is None:
+        layers = list(range(n)) if n is not None else [layer]
+    layers = list(layers)
+    layout, groups, shown, labels, block, edges = _mask_setup(pattern, layout, layer, layers, max_cells, block)
+    L = layout.length
 
     fig = make_subplots(rows=2, cols=2, shared_xaxes=True, shared_yaxes=True, column_widths=[0.025, 0.975],
                         row_heights=[0.025, 0.975], horizontal_spacing=0.006, vertical_spacing=0.006)
     first = next(i for i, g in enumerate(groups) if layer in g)
     order = [first] + [i for i in range(len(groups)) if i != first]
-    for i in order:
+    parts = _parts_for(pattern, layout, layer, groups[first], shown, labels, block, edges, title)
+    fig.add_trace(parts.traces[0])
+    for i in order[1:]:
         g = groups[i]
-        tr = _full_trace(pattern, layout, g[0], shown, labels) if block == 1 else _pooled_trace(
-            pooled_reasons(pattern, layout, g[0], edges), shown, labels)
-        tr.update(visible=(i == first), meta=g, name=_layers_text(g))
+        tr = _heatmap(pattern, layout, g[0], edges, shown, labels)
+        tr.update(visible=False, meta=g, name=_layers_text(g))
         fig.add_trace(tr, row=2, col=2)
     n_main = len(groups)
-    fig.add_trace(segment_strip(layout, edges, "h"), row=1, col=2)
-    fig.add_trace(segment_strip(layout, edges, "v"), row=2, col=1)
-    for tr in segment_legend(layout):
-        fig.add_trace(tr, row=2, col=2)
-    for shape in thin_segment_marks(layout, *axis_refs(fig, 1, 2), "h") + thin_segment_marks(layout, *axis_refs(fig, 2, 1), "v"):
-        fig.add_shape(shape)
+    fig.add_traces(parts.traces[1:])
 
-    res = "one cell per pair" if block == 1 else f"pooled to blocks of {block} tokens"
     def title_for(l, g):
-        same = f" (same mask as {_layers_text(g)})" if len(g) > 1 else ""
-        return title if title is not None else (
-            f"Who may attend whom — layer {l}{same}<br><sup>{describe(pattern)} · L={L} · {res}</sup>")
+        return _mask_title(pattern, layout, l, g, block, title)
 
+    fig.update_layout(parts.layout)
     fig.update_layout(
-        title=dict(text=title_for(layer, groups[first]), x=0.5, xanchor="center"),
+        title=dict(x=0.5, xanchor="center"),
         width=size + 200, height=size, font=FONT, plot_bgcolor="white",
         legend=dict(x=1.02, xanchor="left", y=0.0, yanchor="bottom", title_text="segments"),
         margin=dict(l=70, r=20, t=90, b=70),

@@ -1,0 +1,343 @@
+"""What every explorer shares: controls in, one pure function, figures updated in place.
+
+An explorer subclasses :class:`Explorer` and provides
+
+* ``controls``: ``{name: ipywidget}`` (the names are the keyword arguments of its settings);
+* ``settings()``: the controls' values as one frozen settings object (no computation);
+* ``compute(settings)``: calls the explorer's *one pure library function* (e.g.
+  :func:`attnviz.widgets.pattern.pattern_view`) and returns its result; it may raise
+  ``ValueError`` / ``TypeError`` for bad settings, whose text the explorer shows in the UI;
+* ``render(result)``: puts the result into ``figures`` (``{name: go.FigureWidget}``) in place,
+  usually with :func:`apply_parts`.
+
+The base class wires every control's ``value`` to a debounced redraw, catches bad values into a
+message line (never a traceback), shows how long the last update took, and displays itself once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+import plotly.graph_objects as go
+from plotly.serializers import _js_to_py, _py_to_js
+from traitlets import Dict, List
+
+from ..plots._style import FigureParts
+
+#: Chromium that kaleido uses for PNG / SVG exports when $BROWSER_PATH is not set.
+SYSTEM_CHROMIUM = "/usr/bin/chromium"
+
+#: Seconds a burst of control changes is collected before one redraw (inside a running kernel).
+DEBOUNCE_S = 0.08
+
+ERROR_STYLE = ("color: #b00020; background: #fdecea; border-left: 4px solid #b00020; padding: 4px 8px; "
+               "font-size: 14px;")
+
+
+def parse_ints(text: str, what: str, *, allow_none: bool = False, minimum: int | None = None) -> tuple:
+    """``"32, 32,64"`` -> ``(32, 32, 64)``; ``"full"`` / ``"none"`` -> None where ``allow_none``;
+    ``""`` -> ``()``. Raises ``ValueError`` that names the bad entry and the expected form."""
+    out = []
+    for part in text.replace(";", ",").split(","):
+        t = part.strip().lower()
+        if not t:
+            continue
+        if allow_none and t in ("none", "full"):
+            out.append(None)
+            continue
+        try:
+            v = int(t)
+        except ValueError:
+            form = "ints or 'full'" if allow_none else "ints"
+            raise ValueError(f"{what}: {part.strip()!r} is not a number; give comma-separated {form}, "
+                             f"e.g. {'32,32,64,full' if allow_none else '0,5'}") from None
+        if minimum is not None and v < minimum:
+            raise ValueError(f"{what}: {v} is below {minimum}")
+        out.append(v)
+    return tuple(out)
+
+
+def _same(a, b) -> bool:
+    """Deep equality of plotly property values (numpy arrays compared by shape, dtype and values)."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape
+                and a.dtype == b.dtype and np.array_equal(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    try:
+        return bool(a == b)
+    except Exception:  # pragma: no cover - exotic values: treat as changed
+        return False
+
+
+def _changed_props(old: dict, new: dict, keep: set = frozenset()) -> dict:
+    """Properties of ``new`` that differ from ``old``, plus ``None`` for those only ``old`` has."""
+    out = {k: v for k, v in new.items() if k not in keep and not _same(old.get(k), v)}
+    out.update({k: None for k in old.keys() - new.keys() - keep})
+    return out
+
+
+def _props_of(trace) -> dict:
+    """The properties set on a trace, as a dict. Plotly keeps them in ``_props``, which its
+    ``to_plotly_json`` deep-copies (every hover string of a 200 x 200 heatmap, on every redraw);
+    the parts' traces are never changed afterwards, so a shallow copy is enough."""
+    props = getattr(trace, "_props", None)
+    return dict(props) if isinstance(props, dict) else trace.to_plotly_json()
+
+
+def apply_parts(fig: go.Figure, parts: FigureParts) -> None:
+    """Put ``parts`` (traces in a fixed order + layout) into a figure, in place, in one batch:
+    trace ``i`` takes the properties of ``parts.traces[i]`` that changed since the last parts
+    applied (properties the new trace lacks are cleared), then the layout is merged. Only what
+    changed travels to the browser. Traces are replaced wholesale when their number or types
+    differ (e.g. a segment appears or disappears). Works on a plain ``go.Figure`` too (exports)."""
+    new = [_props_of(t) for t in parts.traces]
+    before = getattr(fig, "_attnviz_applied", None)
+    if before is None or len(before[0]) != len(new):
+        before = ([t.to_plotly_json() for t in fig.data], {})
+    if len(fig.data) != len(new) or any(a.type != b.type for a, b in zip(fig.data, parts.traces)):
+        fig.data = ()
+        fig.add_traces(parts.traces)
+        fig.layout.update(parts.layout)
+    else:
+        with fig.batch_update() if isinstance(fig, go.FigureWidget) else contextlib.nullcontext():
+            for trace, old, props in zip(fig.data, before[0], new):
+                diff = _changed_props(old, props, keep={"type", "uid"})
+                if diff:
+                    trace.update(diff, overwrite=True)
+            layout = {k: v for k, v in parts.layout.items() if not _same(before[1].get(k), v)}
+            if layout:
+                fig.layout.update(layout)
+    fig._attnviz_applied = (new, parts.layout)
+
+
+def _numeric_1d(row: np.ndarray) -> np.ndarray:
+    """A contiguous 1-D array in a dtype plotly's widget sends as a binary buffer (not int64)."""
+    if row.dtype.kind in "iu" and row.dtype.itemsize == 8:
+        lo, hi = (int(row.min()), int(row.max())) if row.size else (0, 0)
+        row = row.astype(np.int32) if -2**31 <= lo and hi < 2**31 else row.astype(np.float64)
+    elif row.dtype.kind == "b":
+        row = row.astype(np.uint8)
+    return np.ascontiguousarray(row)
+
+
+def _to_js(value, manager):
+    """plotly's widget serializer, made fast for the arrays of heatmaps: a 1-D numeric array goes
+    as one binary buffer (as plotly does), a 2-D one as one binary buffer per row (plotly would
+    make nested lists of every number: 0.5 s for a 200 x 200 heatmap and its hover data), and
+    higher dimensions as nested lists, turned into lists once and not walked again.
+
+    (plotly.js's typed-array specs would be smaller still, but the widget's JavaScript echoes
+    decoded 2-D arrays back to Python with the whole buffer per row, which breaks the websocket.)"""
+    if isinstance(value, dict):
+        return {k: _to_js(v, manager) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_js(v, manager) for v in value]
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "biuf" and value.ndim in (1, 2) and value.size:
+            if value.ndim == 1:
+                return _py_to_js(_numeric_1d(value), manager)
+            return [_py_to_js(_numeric_1d(row), manager) for row in value]
+        return value.tolist()
+    return _py_to_js(value, manager)
+
+
+_SERIALIZERS = {"to_json": _to_js, "from_json": _js_to_py}
+
+
+class LiveFigure(go.FigureWidget):
+    """A ``go.FigureWidget`` whose updates send numeric arrays compactly (see :func:`_to_js`);
+    everything else is plotly's FigureWidget."""
+
+    _widget_layout = Dict().tag(sync=True, **_SERIALIZERS)
+    _widget_data = List().tag(sync=True, **_SERIALIZERS)
+    _py2js_addTraces = Dict(allow_none=True).tag(sync=True, **_SERIALIZERS)
+    _py2js_restyle = Dict(allow_none=True).tag(sync=True, **_SERIALIZERS)
+    _py2js_relayout = Dict(allow_none=True).tag(sync=True, **_SERIALIZERS)
+    _py2js_update = Dict(allow_none=True).tag(sync=True, **_SERIALIZERS)
+
+
+class Explorer:
+    """Base of the attnviz explorers (see the module docstring). Not a widget itself: ``view``
+    is the widget tree; displaying the explorer displays ``view``."""
+
+    #: seconds of quiet before a redraw when changes arrive in a running kernel (0: redraw at once)
+    debounce: float = DEBOUNCE_S
+
+    def __init__(self) -> None:
+        self.controls: dict[str, widgets.Widget] = {}
+        self.figures: dict[str, go.FigureWidget] = {}
+        self.message = widgets.HTML(value="", layout=widgets.Layout(width="100%"))
+        self.message.add_class("attnviz-message")
+        self.status = widgets.HTML(value="")
+        self.status.add_class("attnviz-status")
+        self.error: str | None = None          # the message shown, None when the settings are good
+        self.last_ms: float | None = None      # compute + render time of the last redraw
+        self._pending: asyncio.TimerHandle | None = None
+        self._quiet = False                    # True while the explorer itself sets control values
+        self._skip_display = False
+
+    # ---- to be provided by each explorer --------------------------------------------------
+    def settings(self) -> Any:
+        raise NotImplementedError
+
+    def compute(self, settings: Any) -> Any:
+        raise NotImplementedError
+
+    def render(self, result: Any) -> None:
+        raise NotImplementedError
+
+    @property
+    def view(self) -> widgets.Widget:
+        raise NotImplementedError
+
+    # ---- wiring -----------------------------------------------------------------------------
+    def _watch(self) -> None:
+        """Redraw (debounced) whenever a control's value changes."""
+        for w in self.controls.values():
+            w.observe(self._changed, names="value")
+
+    def _changed(self, change=None) -> None:
+        if self._quiet:
+            return
+        if self.debounce <= 0:
+            self.redraw()
+            return
+        try:
+            loop = asyncio.get_running_loop()  # inside a kernel: collect a burst of changes
+        except RuntimeError:
+            self.redraw()                      # plain Python (tests, scripts): at once
+            return
+        if self._pending is not None:
+            self._pending.cancel()
+        self._pending = loop.call_later(self.debounce, self._fire)
+
+    def _fire(self) -> None:
+        self._pending = None
+        self.redraw()
+
+    def redraw(self) -> bool:
+        """Read the controls, compute, render. Bad settings leave the figures as they were and
+        show the reason in :attr:`message`; returns whether the figures were updated."""
+        t0 = time.perf_counter()
+        try:
+            settings = self.settings()
+            result = self.compute(settings)
+        except (ValueError, TypeError) as exc:
+            self.show_error(str(exc))
+            return False
+        except Exception as exc:  # a bug, not a bad value: still no traceback in the UI
+            self.show_error(f"unexpected {type(exc).__name__}: {exc} (please report this)")
+            return False
+        self.render(result)
+        self.last_ms = 1000 * (time.perf_counter() - t0)
+        self.error = None
+        self.message.value = ""
+        self.status.value = self.status_text(result)
+        return True
+
+    def show_error(self, text: str) -> None:
+        self.error = text
+        self.message.value = (f'<div style="{ERROR_STYLE}"><b>Cannot draw this:</b> {html.escape(text)}'
+                              f'<br><span style="color:#555">The figures still show the last valid settings.</span></div>')
+
+    def control_value(self, name: str, value: Any) -> Any:
+        """The widget value that shows setting ``value`` (identity unless an explorer maps it)."""
+        return value
+
+    def status_text(self, result: Any) -> str:
+        return f'<span style="color:#666">updated in {self.last_ms:.0f} ms</span>'
+
+    def set(self, **values) -> "Explorer":
+        """Set several controls at once (one redraw), e.g. ``explorer.set(window=64, causal=True)``."""
+        unknown = sorted(set(values) - set(self.controls))
+        if unknown:
+            raise ValueError(f"unknown control(s) {unknown}; controls: {', '.join(self.controls)}")
+        self._quiet = True
+        try:
+            for name, v in values.items():
+                self.controls[name].value = self.control_value(name, v)
+        finally:
+            self._quiet = False
+        self.redraw()
+        return self
+
+    # ---- exports ------------------------------------------------------------------------------
+    def export_image(self, path: str | os.PathLike, figure: str | None = None, scale: float = 2.0) -> Path:
+        """One figure (``figure``: a key of :attr:`figures`, default the first) as PNG, SVG or PDF,
+        by the suffix of ``path``, drawn by kaleido in a local Chromium (``$BROWSER_PATH``, else
+        ``/usr/bin/chromium`` when present, else what kaleido finds). Written to a temporary file
+        and renamed. Returns the path."""
+        path = Path(path)
+        kind = path.suffix.lower().lstrip(".")
+        if kind not in ("png", "svg", "pdf", "jpeg", "jpg", "webp"):
+            raise ValueError(f"cannot tell the image format from {path.name!r}; end it in .png, .svg or .pdf")
+        if not path.parent.is_dir():
+            raise ValueError(f"cannot write {path}: folder {path.parent} does not exist")
+        name = figure or next(iter(self.figures))
+        if name not in self.figures:
+            raise ValueError(f"unknown figure {name!r}; figures: {', '.join(self.figures)}")
+        fig = go.Figure(self.figures[name])
+        env = {} if os.environ.get("BROWSER_PATH") or not os.path.exists(SYSTEM_CHROMIUM) else {
+            "BROWSER_PATH": SYSTEM_CHROMIUM}
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".{kind}", dir=path.parent)
+        os.close(fd)
+        old = {k: os.environ.get(k) for k in env}
+        try:
+            os.environ.update(env)
+            fig.write_image(tmp, format="jpeg" if kind == "jpg" else kind, scale=scale)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        return path
+
+    # ---- display ------------------------------------------------------------------------------
+    def show(self) -> "Explorer":
+        """Display the explorer now (once); the same object as a cell's last value is not shown again."""
+        from IPython.display import display
+
+        display(self.view)
+        try:
+            from IPython import get_ipython
+
+            ip = get_ipython()
+        except ImportError:  # pragma: no cover
+            ip = None
+        if ip is not None:
+            self._skip_display = True
+
+            def reset(*_):
+                self._skip_display = False
+                ip.events.unregister("post_run_cell", reset)
+
+            ip.events.register("post_run_cell", reset)
+        return self
+
+    def _ipython_display_(self) -> None:
+        if self._skip_display:  # already shown by explore.*() in this cell
+            return
+        from IPython.display import display
+
+        display(self.view)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {', '.join(self.controls)}>"
