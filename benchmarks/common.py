@@ -43,9 +43,13 @@ def machine_info() -> dict:
     return info
 
 
-def run_cell(module: str, function: str, timeout: float = 600, **kwargs) -> dict:
+def run_cell(module: str, function: str, timeout: float = 600, *, memory_allocator: bool = True, **kwargs) -> dict:
     """Run ``module.function(**kwargs)`` in a fresh Python and return its dict result
-    (``{"error": ...}`` if it failed or timed out)."""
+    (``{"error": ...}`` if it failed or timed out).
+
+    ``memory_allocator``: set :data:`attnviz.memory.MALLOC_ENV` (freed tensors go back to the kernel, so
+    peaks are exact) — right for memory benchmarks; False keeps glibc's defaults, as in a notebook
+    kernel (with the low mmap threshold every 64 kB temporary is a fresh mmap: latency doubles)."""
     from attnviz.memory import MALLOC_ENV
 
     code = (
@@ -53,7 +57,8 @@ def run_cell(module: str, function: str, timeout: float = 600, **kwargs) -> dict
         f"fn = getattr(importlib.import_module({module!r}), {function!r}); "
         "print('@@RESULT@@' + json.dumps(fn(**json.loads(sys.argv[1]))))"
     )
-    env = dict(os.environ, **MALLOC_ENV, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    env.update(MALLOC_ENV if memory_allocator else {}, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     try:

@@ -21,15 +21,12 @@ blocks on (new random tables every change), the global prompt and per-layer wind
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from .common import write_results
+from .common import run_cell, write_results
 
 LENGTHS = (512, 4096, 16384)
 LAYERS = (6, 12, 24)
@@ -51,27 +48,6 @@ def _changes(control: str, layers: int) -> tuple[dict, list]:
         per = lambda a, b: ",".join(str(a if i < layers // 2 else b) for i in range(layers))
         return {}, [per(32, 128), per(64, 256), per(16, 512), per(128, 32), per(256, 64)] * 2
     raise ValueError(control)
-
-
-def _run_cell(function: str, timeout: float, **kwargs) -> dict:
-    """``function(**kwargs)`` of this module in a fresh Python, with glibc's default allocator
-    settings, as in a notebook kernel (``benchmarks.common.run_cell`` sets the mmap threshold that
-    the memory benchmarks need, which makes every 64 kB temporary a fresh mmap: 2x slower here)."""
-    code = ("import json, sys; from benchmarks.explorer_latency import " + function + " as fn; "
-            "print('@@RESULT@@' + json.dumps(fn(**json.loads(sys.argv[1]))))")
-    root = str(Path(__file__).resolve().parents[1])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    env.update(PYTHONPATH=root + os.pathsep + env.get("PYTHONPATH", ""), HF_HUB_OFFLINE="1")
-    try:
-        out = subprocess.run([sys.executable, "-c", code, json.dumps(kwargs)], capture_output=True, text=True,
-                             env=env, timeout=timeout, cwd=root)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f} s"}
-    for line in out.stdout.splitlines():
-        if line.startswith("@@RESULT@@"):
-            return json.loads(line[len("@@RESULT@@"):])
-    tail = (out.stderr or out.stdout).strip().splitlines()[-3:]
-    return {"error": " | ".join(tail) or f"exit {out.returncode}"}
 
 
 def _median_ms(fn, repeats: int) -> float:
@@ -139,7 +115,7 @@ def run(quick: bool = False) -> "os.PathLike":
             big = L == max(lengths) and n == max(layer_counts)
             controls = ["window"] + (["layer", "seed (random blocks on)", "global prompt", "per-layer windows"]
                                      if big else [])
-            res = _run_cell("cell", timeout=900, length=L, layers=n, controls=controls, repeats=1 if quick else 2)
+            res = run_cell("benchmarks.explorer_latency", "cell", timeout=900, memory_allocator=False, length=L, layers=n, controls=controls, repeats=1 if quick else 2)
             if "error" in res:
                 rows.append({"L": L, "layers": n, "control": "window", "error": res["error"]})
                 continue
