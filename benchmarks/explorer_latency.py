@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from pathlib import Path
 
 from .common import run_cell, write_results
 
