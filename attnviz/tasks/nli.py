@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .sources import BIGBENCH, BIGBENCH_TASKS, atomic_write, atomic_write_json, cache_dir, data_dir, \
+from .sources import BIGBENCH, BIGBENCH_TASKS, assign_test_groups, atomic_write, atomic_write_json, cache_dir, data_dir, \
     fetch_sdist, read_members, sha256_file
 
 LABELS = ("entailment", "neutral", "contradiction")
@@ -172,17 +172,8 @@ def split_by_group(keys: Sequence[Sequence], test_fraction: float, seed: int = S
     for i, g in enumerate(groups):
         members.setdefault(g, []).append(i)
 
-    def order(g: int) -> str:
-        return hashlib.sha256(json.dumps([seed, keys[g]], ensure_ascii=False).encode()).hexdigest()
-
     out = ["train"] * len(keys)
-    want, have = round(test_fraction * len(keys)), 0
-    for g in sorted(members, key=order):
-        if have >= want:
-            break
-        for i in members[g]:
-            out[i] = "test"
-        have += len(members[g])
+    assign_test_groups(out, members, seed, key=lambda g: keys[g], want=round(test_fraction * len(keys)))
     return out
 
 

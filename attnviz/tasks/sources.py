@@ -189,3 +189,21 @@ def bigbench_task_members(tasks: Mapping[str, str] | Sequence[str]) -> list[str]
     """Full member names of files under BIG-bench's ``benchmark_tasks/``, e.g.
     ``["vitaminc_fact_verification/task.json", "squad_shifts/squaddev_v1.1.json"]``."""
     return [BIGBENCH_TASKS + t for t in tasks]
+
+
+def assign_test_groups(out: list[str], groups: dict, seed: int, key, want: int) -> None:
+    """Mark whole groups ``"test"`` in ``out``, in a seeded hash order, until ``want`` rows are.
+
+    ``groups`` maps a group to its row indices; ``key(group)`` is the JSON-able content that the order
+    hashes (``sha256([seed, key])``), so the split does not depend on file order. Shared by the NLI
+    (claim/evidence groups) and document (identical texts within a class) splits."""
+    def order(g) -> str:
+        return hashlib.sha256(json.dumps([seed, key(g)], ensure_ascii=False).encode()).hexdigest()
+
+    have = 0
+    for g in sorted(groups, key=order):
+        if have >= want:
+            break
+        for i in groups[g]:
+            out[i] = "test"
+        have += len(groups[g])
