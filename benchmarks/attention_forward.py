@@ -7,7 +7,8 @@ Model: the embedded MiniLM (6 layers, 12 heads, head dim 32) with its positions 
   a user starts from; independent of the window);
 * ``dense``        — ``with_pattern(backend="dense")``: eager, additive float mask, (L, L) probs;
 * ``sdpa``         — ``with_pattern(backend="sdpa")``: same mask, fused kernel;
-* ``flex``         — ``with_pattern(backend="flex")``: compiled FlexAttention with a BlockMask;
+* ``flex``         — ``with_pattern(backend="flex")``: compiled FlexAttention with the BlockMask built
+  from the pattern's structure (:func:`attnviz.blockmask.block_mask`, cached per layer and length);
 * ``longformer``   — a native ``LongformerModel`` of the same shape (random weights), banded kernel.
 
 Attention memory is *net*: the peak of a forward minus the peak of the same forward with a null
@@ -18,8 +19,11 @@ hide it. Each variant runs in its own subprocess; every forward is measured with
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
 import time
+from pathlib import Path
 
 from .common import run_cell, write_results
 
@@ -33,13 +37,66 @@ def _null_attention(module, query, key, value, attention_mask, **kwargs):
     return value.transpose(1, 2).contiguous(), None
 
 
-def _timed(fn, repeats):
+def _measured(fn, repeats):
+    """Run ``fn`` ``repeats`` times: (median seconds, net peak bytes of the first run)."""
+    from attnviz.memory import peak_memory
+
     times = []
-    for _ in range(repeats):
+    with peak_memory() as mem:
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    for _ in range(repeats - 1):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), mem.peak_bytes
+
+
+@contextlib.contextmanager
+def _op_meter(model, variant: str):
+    """Record the net peak of every attention op of ``model`` during the block (a list of bytes,
+    one per layer call): the registered attention function (or Longformer's self-attention) runs
+    inside :func:`attnviz.memory.peak_memory`, so the reading is the op's own memory (its mask,
+    scores / kernel workspace, output) on top of the q, k, v it was given."""
+    from transformers import AttentionInterface
+
+    from attnviz.memory import peak_memory
+
+    peaks = []
+
+    def metered(fn):
+        def run(*args, **kwargs):
+            with peak_memory() as mem:
+                out = fn(*args, **kwargs)
+            peaks.append(mem.peak_bytes)
+            return out
+        return run
+
+    if variant == "longformer":
+        modules = [layer.attention.self for layer in model.encoder.layer]
+        for m in modules:
+            m.forward = metered(m.forward)
+        try:
+            yield peaks
+        finally:
+            for m in modules:
+                del m.forward  # back to the class's forward
+        return
+    name = model.config._attn_implementation
+    original = AttentionInterface._global_mapping[name]
+    AttentionInterface._global_mapping[name] = metered(original)
+    try:
+        yield peaks
+    finally:
+        AttentionInterface._global_mapping[name] = original
+
+
+def _op_peak(model, variant, run) -> int | None:
+    """Largest net peak of one attention op over the layers of one forward of ``run``."""
+    with _op_meter(model, variant) as peaks:
+        run()
+    return max(peaks) if peaks and None not in peaks else None
 
 
 def cell(variant: str, lengths: list, windows: list, repeats: int = 2) -> dict:
@@ -68,10 +125,9 @@ def cell(variant: str, lengths: list, windows: list, repeats: int = 2) -> dict:
                 glob[:, 0] = 1
                 run = lambda: model(input_ids=ids, global_attention_mask=glob)
                 with torch.no_grad():
-                    run()
-                    with peak_memory() as mem:
-                        run()
-                    out[f"{L},{w}"] = {"seconds": _timed(run, repeats), "peak": mem.peak_bytes}
+                    run()  # warm-up
+                    seconds, peak = _measured(run, repeats)
+                    out[f"{L},{w}"] = {"seconds": seconds, "peak": peak, "op_peak": _op_peak(model, variant, run)}
         return out
 
     model, tok, _ = load_model("default")
@@ -89,10 +145,10 @@ def cell(variant: str, lengths: list, windows: list, repeats: int = 2) -> dict:
             if variant == "stock sdpa":
                 model.set_attn_implementation("sdpa")
                 run = lambda: model(input_ids=ids)
-                run()
-                with peak_memory() as mem:
-                    run()
-                out[f"{L},full"] = {"seconds": _timed(run, repeats), "peak": mem.peak_bytes, "null_peak": base.peak_bytes}
+                run()  # warm-up
+                seconds, peak = _measured(run, repeats)
+                out[f"{L},full"] = {"seconds": seconds, "peak": peak, "null_peak": base.peak_bytes,
+                                    "op_peak": _op_peak(model, variant, run)}
                 model.set_attn_implementation("eager")
                 continue
             # dense and sdpa compute every (L, L) pair whatever the window (the mask only zeroes some),
@@ -101,11 +157,10 @@ def cell(variant: str, lengths: list, windows: list, repeats: int = 2) -> dict:
                 pattern = AttentionPattern(window=w, global_positions=(0,))
                 with with_pattern(model, pattern, backend=variant) as m:
                     run = lambda: m(input_ids=ids)
-                    run()
-                    with peak_memory() as mem:
-                        run()
-                    out[f"{L},{w}"] = {"seconds": _timed(run, repeats), "peak": mem.peak_bytes,
-                                       "null_peak": base.peak_bytes}
+                    run()  # warm-up
+                    seconds, peak = _measured(run, repeats)
+                    out[f"{L},{w}"] = {"seconds": seconds, "peak": peak, "null_peak": base.peak_bytes,
+                                       "op_peak": _op_peak(m, variant, run)}
     return out
 
 
@@ -115,10 +170,12 @@ def _analytic(implementation: str, L: int, w: int | None) -> int:
 
     pattern = AttentionPattern(window=w, global_positions=(0,)) if w else None
     cost = attention_cost(pattern, L, 1, HEADS, HEAD_DIM, implementation=implementation)
-    return cost.per_layer[0].op_peak_bytes() + cost.mask_bytes
+    return cost.per_layer[0].op_peak_bytes()  # the mask (dense / sdpa: float (L, L)) is included
 
 
-def run(quick: bool = False):
+def run(quick: bool = False, repeats: int = 1):
+    # Compiled FlexAttention kernels are cached across runs (cold compile ~20-90 s per shape on CPU).
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path.home() / ".cache" / "attnviz" / "torchinductor"))
     lengths = [512, 1024] if quick else list(LENGTHS)
     windows = [64, 256] if quick else list(WINDOWS)
     results = {}
@@ -126,12 +183,15 @@ def run(quick: bool = False):
     for variant in VARIANTS:
         print(f"   {variant} ...", flush=True)
         results[variant] = run_cell("benchmarks.attention_forward", "cell", timeout=1800,
-                                    variant=variant, lengths=lengths, windows=windows)
+                                    variant=variant, lengths=lengths, windows=windows, repeats=repeats)
         for key, r in results[variant].items():
             if isinstance(r, dict) and "null_peak" in r:
                 null_peak[int(key.split(",")[0])] = r["null_peak"]
     rows = []
-    impl = {"stock sdpa": "sdpa", "dense": "dense", "sdpa": "sdpa", "flex": "flex", "longformer": "sparse"}
+    from attnviz.costs import IMPLEMENTATIONS
+
+    impl = {"stock sdpa": "sdpa", "dense": "dense", "sdpa": "sdpa", "flex": "flex",
+            "longformer": "longformer" if "longformer" in IMPLEMENTATIONS else "sparse"}
     MiB = 2**20
 
     def lookup(variant, L, w):
@@ -161,27 +221,40 @@ def run(quick: bool = False):
                 net = cellr["peak"] - base if cellr.get("peak") is not None and base is not None else None
                 predicted = _analytic(impl[variant], L, w)
                 measurable = net is not None and net >= MiB  # below 1 MiB is under the page-level resolution
+                op = cellr.get("op_peak")
+                op_ok = op is not None and op >= MiB
                 rows.append({
                     **row,
                     "forward s": cellr["seconds"],
                     "× stock time": cellr["seconds"] / stock["seconds"] if stock.get("seconds") else None,
                     "attention MiB (net)": None if net is None else max(net, 0) / MiB,
+                    "dense / this (net)": dense_net / net if measurable and dense_net else None,
+                    "op MiB (in model)": None if op is None else op / MiB,
                     "analytic MiB": predicted / MiB,
-                    "measured / analytic": net / predicted if measurable else None,
-                    "dense / this (memory)": dense_net / net if measurable and dense_net else None,
+                    "op / analytic": op / predicted if op_ok else None,
+                    "dense op / this op": dense["op_peak"] / op if op_ok and dense.get("op_peak") else None,
                 })
     notes = (
         "MiniLM (6 layers, 12 heads × 32) extended to 4096 positions; batch 1, float32, no_grad; window w "
         "(Longformer semantics) + global [CLS]. 'attention MiB (net)' = peak of the forward minus the peak of "
-        "the same forward with a null attention (weights, embeddings and FFN excluded). 'analytic' = "
-        "attnviz.costs for one layer of the variant's implementation (dense: mask + scores + probs; sdpa/flex: "
-        "mask + output + lse; longformer: 'sparse', scores and probs of allowed pairs only). The longformer row "
+        "the same forward with a null attention (weights, embeddings and FFN excluded); where attention's own "
+        "transient is smaller than the FFN's (4·L·1536 bytes: 24 MiB at 4096) this reads ~0, as the forward's "
+        "peak is then the FFN's. 'op MiB (in model)' = the largest net peak of one attention op inside the same "
+        "model forward (the registered attention function, or Longformer's self-attention module, run inside "
+        "attnviz.memory.peak_memory: its mask, scores or kernel workspace and output on top of its q, k, v); this "
+        "is what the analytic model predicts. 'analytic' = attnviz.costs.attention_cost(...).per_layer[0]"
+        ".op_peak_bytes() for the variant's implementation (dense: mask + scores + probs; sdpa/flex: "
+        "mask + output + lse, the mask being the BlockMask's int32 tile tables; longformer: its banded scores and "
+        "probs). flex builds its BlockMask from the pattern's structure (attnviz.blockmask, no L² mask_mod "
+        "evaluation), once per layer and length (cached: the measured forward reuses it). The longformer row "
         "is a native LongformerModel of the same shape with random weights; its null baseline is MiniLM's. "
         "dense and sdpa compute all L² pairs for any window (the mask only zeroes some), so they are measured "
         "once per L and repeated on each window's rows. Ratios are left empty where the net attention memory is "
-        "under 1 MiB (below what page-level peaks resolve)."
+        "under 1 MiB (below what page-level peaks resolve). Timings: one warm-up, then the median of "
+        f"{repeats} timed run(s) (the first also records the peak), on a shared 2-core machine under load from other jobs: inflated, compare "
+        "within one run."
     )
-    cols = ["L", "window", "variant", "forward s", "× stock time", "attention MiB (net)", "analytic MiB",
-            "measured / analytic", "dense / this (memory)", "error"]
+    cols = ["L", "window", "variant", "forward s", "× stock time", "attention MiB (net)", "dense / this (net)",
+            "op MiB (in model)", "analytic MiB", "op / analytic", "dense op / this op", "error"]
     return write_results("attention_forward", "Windowed attention at long lengths: time and net attention memory",
                          rows, cols, notes)

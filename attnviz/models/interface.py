@@ -18,8 +18,11 @@ backend    how                                             attentions  trains (b
 ``sdpa``   ``torch.nn.functional.scaled_dot_product_       no (None)   yes
            attention`` with the same float mask; faster
 ``flex``   FlexAttention with a ``BlockMask`` per layer     no (None)   not on CPU (torch has
-           (padding folded into the ``mask_mod``);                      no CPU backward); on
-           compiled with ``torch.compile`` by default                   GPU yes
+           built from the pattern's structure                           no CPU backward); on
+           (:func:`attnviz.blockmask.block_mask`: no                    GPU yes
+           ``L²`` evaluation, cached per layer and
+           length; padding folded in per tile);
+           compiled with ``torch.compile`` by default
 =========  ==============================================  ==========  ======================
 
 Why the mask function matters: transformers only builds the padding / causal mask for names it
@@ -45,13 +48,15 @@ from transformers.masking_utils import (
     AttentionMaskInterface,
     add_offsets_to_mask_function,
     and_masks,
+    bidirectional_mask_function,
     causal_mask_function,
     eager_mask,
     padding_mask_function,
     prepare_padding_mask,
 )
 
-from ..patterns import AttentionPattern, build_masks, mask_mod
+from ..blockmask import FLEX_BLOCK, block_mask, block_tables, key_tiles, tables_to_block_mask
+from ..patterns import AttentionPattern, build_masks
 from ..placement import SequenceLayout
 
 BACKENDS = ("dense", "sdpa", "flex")
@@ -190,7 +195,6 @@ class _PatternAttention:
                 layout.check_fits(max_positions)
             pattern.global_mask(layout)  # raises on global positions outside the layout
         self._masks: OrderedDict = OrderedDict()  # (L, device) -> (bool (layers, L, L), full: list[bool])
-        self._mask_mods: dict = {}                # (L, device, layer) -> flex mask_mod
 
         self._eager: dict = {}  # attention class -> the model file's eager_attention_forward
         if backend == "flex":
@@ -250,11 +254,37 @@ class _PatternAttention:
         masks, full = self._masks[key]
         return None if full[layer] else masks[layer]
 
-    def _layer_mask_mod(self, layer: int, length: int, device) -> Callable:
-        key = (length, str(device), layer)
-        if key not in self._mask_mods:  # same closure for the same layer: fewer recompiles
-            self._mask_mods[key] = mask_mod(self.pattern, self.layout or length, layer, device=device)
-        return self._mask_mods[key]
+    def _flex_block_mask(self, layer: int, length: int, device, attention_mask):
+        """The ``BlockMask`` of ``layer``: the pattern's tiles AND the model's own mask, from the
+        structure (never evaluating a ``mask_mod`` over ``L²``), or None when nothing is masked.
+
+        ``attention_mask`` is what the registered mask function built: normally a ``BlockMask``
+        carrying ``_ModelMask`` (padding and which mask function the model asked for); a
+        ``BlockMask`` or a 4D tensor passed in by the caller is ANDed through its ``mask_mod``.
+        """
+        _, _, BlockMask = self._flex
+        layout = self.layout or length
+        full_pattern = self.pattern.window_at(layer) is None and not self.pattern.causal
+        info = getattr(attention_mask, "_attnviz_model_mask", None) if isinstance(attention_mask, BlockMask) else None
+        if attention_mask is None or (info is not None and info.padding is None and info.implied_by(self.pattern)):
+            # The cached BlockMask of (pattern, layout, layer, device): same object every forward.
+            return None if full_pattern else block_mask(self.pattern, layout, layer, device=device)
+        if info is not None and info.implied_by(self.pattern):
+            return block_mask(self.pattern, layout, layer, key_padding=info.padding, device=device)
+        # Any other model mask (a native sliding window, offsets, a caller's 4D mask): the pattern's
+        # non-empty tiles, all evaluated (partial), with mask_mod = model mask AND pattern.
+        pattern_mod = block_mask(self.pattern, layout, layer, device=device).mask_mod
+        if isinstance(attention_mask, BlockMask):
+            base_mod, batch = attention_mask.mask_mod, attention_mask.shape[0]
+        else:  # a 4D tensor the caller passed in: allowed where 0 / True
+            base = _allowed_from_tensor(attention_mask)
+            base_mod, batch = (lambda b, h, q, k: base[b, 0, q, k]), base.shape[0]
+        tables = block_tables(self.pattern, layout, layer, FLEX_BLOCK)
+        partial = tables.nonempty.to(device)[None].expand(batch, -1, -1)
+        if info is not None and info.padding is not None:
+            partial = partial & key_tiles(info.padding.to(device), FLEX_BLOCK)[1][:, None, :]
+        return tables_to_block_mask(torch.zeros_like(partial), partial, and_masks(base_mod, pattern_mod),
+                                    length, FLEX_BLOCK, device)
 
     # -- the registered attention function -----------------------------------------------------
     def _attention(self, module, query, key, value, attention_mask, **kwargs):
@@ -272,32 +302,34 @@ class _PatternAttention:
         layer, length = module.layer_idx, key.shape[-2]
         self._check_call(layer, length)
         if self.backend == "flex":
-            # Decided from the pattern's structure: no dense (L, L) mask on the flex path.
-            full = self.pattern.window_at(layer) is None and not self.pattern.causal
-            pattern_mod = None if full else self._layer_mask_mod(layer, length, query.device)
-            return self._flex_forward(module, query, key, value, attention_mask, pattern_mod, **kwargs)
+            # From the pattern's structure: no dense (L, L) mask and no L² mask_mod evaluation.
+            block = self._flex_block_mask(layer, length, query.device, attention_mask)
+            return self._flex_forward(module, query, key, value, block, **kwargs)
         allowed = self._layer_mask(layer, length, query.device)
         return self._run(module, query, key, value, attention_mask, allowed, **kwargs)
 
     def _run(self, module, query, key, value, attention_mask, allowed, **kwargs):
         """Dense / sdpa attention with the model's mask AND ``allowed`` (bool ``(Q, K)`` or None)."""
-        if self.backend == "flex":
-            return self._flex_forward(module, query, key, value, attention_mask, None, **kwargs)
+        if self.backend == "flex":  # cross-attention: the model's own mask only
+            return self._flex_forward(module, query, key, value, _as_block_mask(attention_mask, self._flex), **kwargs)
         mask = _float_mask(attention_mask, query.dtype)
         if allowed is not None:
-            if mask is None:
-                mask = query.new_zeros((1, 1) + tuple(allowed.shape))
             # masked_fill, not "+ bias": min + min would overflow to -inf (NaN rows under softmax).
-            mask = mask.masked_fill(~allowed, torch.finfo(mask.dtype).min)
+            if mask is None:  # fill fresh zeros in place: one (L, L) float alive, not two
+                mask = query.new_zeros((1, 1) + tuple(allowed.shape))
+                mask.masked_fill_(~allowed, torch.finfo(mask.dtype).min)
+            else:
+                mask = mask.masked_fill(~allowed, torch.finfo(mask.dtype).min)
         if self.backend == "sdpa":
             return sdpa_attention_forward(module, query, key, value, mask, **kwargs)
         if type(module) not in self._eager:
             self._eager[type(module)] = _eager_function(module)
         return self._eager[type(module)](module, query, key, value, mask, **kwargs)
 
-    def _flex_forward(self, module, query, key, value, attention_mask, pattern_mod, *, scaling=None,
+    def _flex_forward(self, module, query, key, value, block_mask, *, scaling=None,
                       dropout=0.0, softcap=None, s_aux=None, position_bias=None, **kwargs):
-        flex_attention, create_block_mask, BlockMask = self._flex
+        """FlexAttention with ``block_mask`` (a ``BlockMask`` or None = no mask)."""
+        flex_attention = self._flex[0]
         if dropout:
             raise ValueError(
                 f"backend='flex' has no attention dropout, got dropout={dropout}; call model.eval() or use backend='dense'"
@@ -311,23 +343,6 @@ class _PatternAttention:
                 f"backend='flex' is inference-only on CPU (torch {torch.__version__} has no FlexAttention backward "
                 f"on CPU): run the model under torch.no_grad(), or train with backend='dense' or 'sdpa'"
             )
-        Q, K = query.shape[-2], key.shape[-2]
-        mods, batch = [], None
-        if isinstance(attention_mask, BlockMask):
-            mods.append(attention_mask.mask_mod)
-            batch = attention_mask.shape[0]
-        elif attention_mask is not None:  # a 4D tensor the caller passed in: allowed where 0 / True
-            base = _allowed_from_tensor(attention_mask)
-            mods.append(lambda b, h, q, k: base[b, 0, q, k])
-            batch = base.shape[0]
-        if pattern_mod is not None:
-            mods.append(pattern_mod)
-        if pattern_mod is None and isinstance(attention_mask, BlockMask):
-            block_mask = attention_mask  # the model's own mask, already a BlockMask
-        elif mods:
-            block_mask = create_block_mask(and_masks(*mods), batch, None, Q, K, device=query.device, _compile=False)
-        else:
-            block_mask = None
         out = self._flex_call(flex_attention, query, key, value, block_mask=block_mask, scale=scaling,
                               enable_gqa=query.shape[1] != key.shape[1])
         return out.transpose(1, 2).contiguous(), None
@@ -454,15 +469,61 @@ def _compiled(flex_attention) -> Callable:
     return _COMPILED[flex_attention]
 
 
+class _ModelMask:
+    """What the model asked its mask function for, kept on the ``BlockMask`` the flex backend's
+    mask function returns (as ``_attnviz_model_mask``) so each layer can AND it with the pattern
+    from the structure.
+
+    ``kind``: ``"bidirectional"`` / ``"causal"`` (transformers' plain mask functions, no offsets) or
+    ``"other"`` (a native sliding window, chunks, offsets: only its ``mask_mod`` is known).
+    ``padding``: bool ``(B, K)``, True at real keys, or None when every key is real.
+    """
+
+    __slots__ = ("kind", "padding")
+
+    def __init__(self, kind: str, padding: torch.Tensor | None):
+        self.kind, self.padding = kind, padding
+
+    def implied_by(self, pattern: AttentionPattern) -> bool:
+        """True when the pattern's mask already lies inside the model's mask function (padding aside)."""
+        return self.kind == "bidirectional" or (self.kind == "causal" and pattern.causal)
+
+
 def _flex_base_mask(batch_size: int, q_length: int, kv_length: int, q_offset: int = 0, kv_offset: int = 0,
                     mask_function: Callable = causal_mask_function, attention_mask: torch.Tensor | None = None,
                     device="cpu", **kwargs):
     """The ``AttentionMaskInterface`` function of the flex backend: the model's own mask function
     (causal / bidirectional / sliding window) AND the 2D padding mask, as a ``BlockMask``
-    ``(B, 1, Q, K)``. Built uncompiled; the per-layer pattern is ANDed to its ``mask_mod`` later."""
-    _, create_block_mask, _ = _flex_api()
+    ``(B, 1, Q, K)`` built from the padding's structure (tiles with a real key are partial, the
+    rest empty; no ``mask_mod`` evaluation). Each layer then ANDs the pattern's tiles to it."""
+    _flex_api()
+    kind = "other"
+    if not q_offset and not kv_offset:
+        kind = ("bidirectional" if mask_function is bidirectional_mask_function
+                else "causal" if mask_function is causal_mask_function else "other")
+    padding = None
     if attention_mask is not None:
         padding = prepare_padding_mask(attention_mask, kv_length, kv_offset)
         mask_function = and_masks(mask_function, padding_mask_function(padding))
+        padding = padding[:, kv_offset:kv_offset + kv_length].to(device=device, dtype=torch.bool)
     mask_function = add_offsets_to_mask_function(mask_function, q_offset, kv_offset)
-    return create_block_mask(mask_function, batch_size, None, q_length, kv_length, device=device, _compile=False)
+    nt_q, nt_k = -(-q_length // FLEX_BLOCK), -(-kv_length // FLEX_BLOCK)
+    partial = torch.ones(batch_size, nt_q, nt_k, dtype=torch.bool, device=device)
+    if padding is not None:
+        partial &= key_tiles(padding, FLEX_BLOCK)[1][:, None, :]
+    result = tables_to_block_mask(torch.zeros_like(partial), partial, mask_function, (q_length, kv_length),
+                                  FLEX_BLOCK, device)
+    result._attnviz_model_mask = _ModelMask(kind, None if padding is None or bool(padding.all()) else padding)
+    return result
+
+
+def _as_block_mask(attention_mask, flex_api):
+    """A cross-attention layer's mask as a ``BlockMask`` (or None)."""
+    if attention_mask is None or isinstance(attention_mask, flex_api[2]):
+        return attention_mask
+    base = _allowed_from_tensor(attention_mask)
+    B, _, Q, K = base.shape
+    nt_q, nt_k = -(-Q // FLEX_BLOCK), -(-K // FLEX_BLOCK)
+    partial = torch.ones(B, nt_q, nt_k, dtype=torch.bool, device=base.device)
+    return tables_to_block_mask(torch.zeros_like(partial), partial, lambda b, h, q, k: base[b, 0, q, k],
+                                (Q, K), FLEX_BLOCK, base.device)
