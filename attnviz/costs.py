@@ -5,6 +5,8 @@ This module says, for one :class:`~attnviz.AttentionPattern` and model shape, ho
 pairs are allowed, how many a given implementation actually computes, and how many bytes it
 materialises, so a view can show where dense attention stops fitting a budget
 (:func:`max_length_within`) and :func:`measure` can hold the model to a real run.
+:func:`cost_curves` sweeps lengths for the cost explorer (``attnviz.explore.costs``);
+:func:`measure_isolated` runs :func:`measure` in a fresh process (exact CPU peaks from a notebook).
 
 Counting is structural: :func:`keys_per_query` adds up bands, global rows and columns and random
 blocks in O(L · random_blocks) with prefix sums, never building ``(L, L)`` masks, and equals
@@ -25,6 +27,10 @@ sparse     ``n`` (only allowed)    ``B·H·n·s``            none (structure is 
 sdpa       ``L²`` (masked too)     none (fused kernel)    additive float ``(L, L)``: ``L²·s``
 flex       pairs in non-empty      none (fused kernel)    BlockMask: int32 block tables
            ``block × block`` tiles
+longformer ``L'·(2w+1+g) + g·L'``  ``B·H·L'·(2w+1+g)``,   ``(B, L')`` (counted as 0)
+           (band of every padded   probs in float32
+           query, global keys and
+           global queries)
 =========  ======================  =====================  ==========================================
 
 ``dense`` is an eager masked softmax (HF's ``eager`` attention): ``scores = q @ kᵀ * scale + mask``,
@@ -33,6 +39,16 @@ pairs only (banded / block-sparse kernels such as Longformer's, idealised to no 
 in attnviz runs it. ``sdpa`` is torch's ``scaled_dot_product_attention`` with the float mask,
 which dispatches to a fused kernel (CPU flash, CUDA memory-efficient) that never stores probs.
 ``flex`` is compiled FlexAttention with a ``BlockMask``, which skips empty tiles.
+``longformer`` is transformers' ``LongformerSelfAttention`` (native Longformer / LED), costed
+exactly from its code (see :func:`_longformer_memory`): ``w = window // 2`` each side, ``g`` global
+tokens, the input padded to ``L' = ceil(L / window)·window`` (as ``LongformerModel`` pads it; with
+per-layer windows, to a multiple of the widest), and its chunked kernel, which computes the band as
+``L'/w - 1`` overlapping ``2w × 2w`` chunks and copies them twice (padded, then into the
+``(L', 2w + 1)`` band): about ``8·w·L'`` scores per head at the peak of the forward, ~2.2× the
+``2·(2w + 1)·L'`` of the idealised ``sparse`` model. Its op starts from the hidden states, so the
+q, k, v projections it makes itself are included. Only bidirectional, undilated windows without
+random blocks (what Longformer runs). Checked against real runs at batch 1 and 2, float32 and
+bfloat16 (with batch > 1 some reshapes become copies; they were never at the peak in those runs).
 
 Memory of one layer's op, net of its inputs ``q, k, v`` (what :func:`measure` checks):
 
@@ -46,8 +62,10 @@ Memory of one layer's op, net of its inputs ``q, k, v`` (what :func:`measure` ch
   saves out, lse and the mask; grad_out, dq, dk, dv, delta). Kernel workspace (per-thread tiles
   on CPU) is not modelled, so small sizes read low; the float mask dominates sdpa at long lengths.
 
-A stack of layers (:attr:`AttentionCost.peak_bytes`): in the forward each layer runs on top of the
-mask and what earlier layers saved; the backward on top of everything saved.
+A stack of layers (:attr:`AttentionCost.peak_bytes`): inference (``backward=False``, as under
+``torch.no_grad``) keeps nothing between layers, so its peak is the mask plus the largest layer's;
+in training each layer's forward runs on top of the mask and what earlier layers saved, and the
+backward on top of everything saved.
 
 FLOPs: forward ``4·B·H·d`` per computed pair (``q·k`` and ``p·v``, 2·d each); backward ``2.5×``
 forward (``10·B·H·d`` per pair). Softmax and masking (~5 per pair) are left out, ``d ≫ 5``.
@@ -56,8 +74,12 @@ KV: ``2·B·H_kv·L·d·s`` per layer.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -65,22 +87,40 @@ from functools import lru_cache
 import torch
 
 from .memory import MALLOC_ENV, peak_memory
-from .patterns import AttentionPattern, _is_int, allowed, as_layout, mask_mod
-from .placement import SequenceLayout
+from .patterns import AttentionPattern, _is_int, allowed, mask_mod
+from .patterns import as_layout as _as_layout
+from .placement import Segment, SequenceLayout
 
 #: Bytes per element of the dtypes attnviz costs.
 DTYPES = {"float32": 4, "float16": 2, "bfloat16": 2}
 #: Implementations the analytic model knows (see the module docstring).
-IMPLEMENTATIONS = ("dense", "sparse", "sdpa", "flex")
+IMPLEMENTATIONS = ("dense", "sparse", "sdpa", "flex", "longformer")
 #: Backends :func:`measure` can run (each is costed as the implementation of the same name).
-BACKENDS = ("dense", "sdpa", "flex")
+BACKENDS = ("dense", "sdpa", "flex", "longformer")
 #: FlexAttention's default ``BLOCK_SIZE`` for ``create_block_mask``.
 FLEX_BLOCK = 128
 
 _FUSED = ("sdpa", "flex")
 
 
-# ---- argument checks ---------------------------------------------------------------------------
+# ---- layouts and argument checks ---------------------------------------------------------------
+def _plain(length: int) -> SequenceLayout:
+    # what patterns.as_layout(length) returns (one "text" segment), built without its per-token loop
+    # (50 ms at 32k tokens; the cost curves ask for dozens of lengths per redraw)
+    return SequenceLayout(length, (), (Segment("text", 0, length),), tuple(range(length)))
+
+
+_plain_cached = lru_cache(maxsize=64)(_plain)
+
+
+def as_layout(layout: SequenceLayout | int) -> SequenceLayout:
+    """:func:`attnviz.patterns.as_layout`, fast for plain lengths (cached up to 64k tokens, where
+    a layout's ``token_index`` stays under ~2 MB)."""
+    if _is_int(layout) and layout >= 1:
+        return _plain_cached(int(layout)) if layout <= 1 << 16 else _plain(int(layout))
+    return _as_layout(layout)
+
+
 def _dtype_name(dtype) -> str:
     if isinstance(dtype, torch.dtype):
         name = str(dtype).removeprefix("torch.")
@@ -342,13 +382,14 @@ class AttentionCost:
 
 
 def _stack_peak(mask: int, mask_in_backward: bool, layers: list[tuple[int, int, int]], backward: bool) -> int:
-    """Peak of a stack of layers given each one's (saved, forward transient, backward transient):
-    in the forward, layer ``i`` runs on top of the mask and the tensors layers ``< i`` saved; the
-    backward runs on top of everything saved (and the mask, where the backward needs it)."""
+    """Peak of a stack of layers given each one's (saved, forward transient, backward transient).
+    Inference (``backward=False``): the mask and the largest layer's transient. Training: in the
+    forward, layer ``i`` runs on top of the mask and the tensors layers ``< i`` saved; the backward
+    runs on top of everything saved (and the mask, where the backward needs it)."""
+    if not backward:  # inference: nothing is kept for a backward, layers run one after another
+        return mask + max(fwd for _, fwd, _ in layers)
     saved = [s for s, _, _ in layers]
     forward = mask + max(sum(saved[:i]) + fwd for i, (_, fwd, _) in enumerate(layers))
-    if not backward:
-        return forward
     return max(forward, mask * mask_in_backward + sum(saved) + max(bwd for _, _, bwd in layers))
 
 
@@ -371,10 +412,96 @@ def _memory(implementation: str, L: int, pairs: int, batch: int, heads: int, hea
     return scores, scores, max(2 * scores, scores + out), 2 * scores + 3 * out
 
 
+def _longformer_windows(pattern: AttentionPattern, num_layers: int) -> tuple[int, ...]:
+    """Each layer's Longformer ``attention_window``; raises for what Longformer cannot run.
+    (:class:`AttentionPattern` already holds bidirectional windows even and positive, as Longformer needs.)"""
+    if pattern.causal:
+        raise ValueError("implementation 'longformer' is bidirectional; a causal pattern (Mistral's sliding "
+                         "window) is costed with 'dense', 'sdpa', 'flex' or 'sparse'")
+    if pattern.random_blocks:
+        raise ValueError(f"implementation 'longformer' has no random blocks, got random_blocks="
+                         f"{pattern.random_blocks}; cost BigBird-style patterns with 'sparse', 'flex' or 'dense'")
+    windows = []
+    for layer in range(num_layers):
+        w = pattern.window_at(layer)
+        if w is None:
+            raise ValueError(f"implementation 'longformer' needs a window in every layer, layer {layer} has full "
+                             "attention; use 'dense' or 'sdpa' for full attention")
+        if pattern.dilation_at(layer) != 1:
+            raise ValueError(f"implementation 'longformer' has no dilation (transformers' Longformer), got "
+                             f"dilation={pattern.dilation_at(layer)} in layer {layer}; use 'sparse' or 'flex'")
+        windows.append(w)
+    return tuple(windows)
+
+
+def longformer_padded_length(length: int, windows) -> int:
+    """``L'``: ``LongformerModel`` pads the input to a multiple of its widest ``attention_window``."""
+    widest = max(windows) if isinstance(windows, (tuple, list)) else windows
+    return -(-length // widest) * widest
+
+
+def _longformer_memory(Lp: int, window: int, g: int, batch: int, heads: int, head_dim: int, s: int):
+    """(probs, saved, forward transient peak, backward transient peak) bytes of one
+    ``LongformerSelfAttention`` op over ``Lp`` (padded) positions with ``g`` global tokens, counted
+    from transformers' code (``modeling_longformer``) and checked against measured peaks (CPU,
+    float32 / bfloat16, batch 1-2: forward within 1 %, forward + backward within 6 %; ``tests/test_costs.py``,
+    ``benchmarks/memory_model.py``).
+
+    Per batch item and head, in elements (``w = window // 2``, ``C = L'/w - 1`` chunks, ``P = L'·(2w + 1 + g)``
+    probabilities, kept in float32 by the softmax):
+
+    * q·k phase: q, k, v projections ``3·L'·d`` + the chunk scores ``C·2w·2w`` + their padded copy
+      ``C·(2w + 1)·2w`` (``_sliding_chunks_query_key_matmul``: the band is assembled from the copy).
+    * softmax phase: projections + scores ``P`` + softmax output and ``masked_fill`` copy (``2·P``, float32)
+      + the diagonal padding mask ``L'·(2w + 1)`` (one per batch item, not per head).
+    * probs·v phase: projections + mask + ``P`` + padded values ``(L' + 2w)·d`` + chunked value copy
+      ``3·L'·d`` + diagonalised probs ``L'·(3w + 2)`` + output ``L'·d``; with globals also the
+      probs without the global columns (``L'·(2w + 1)``) and the global keys' output ``L'·d``.
+    * backward: the larger of the q·k backward (the padded chunk's gradient accumulated from two
+      ``slice_backward`` buffers: ``3·C·(2w + 1)·2w``, the saved q and k chunk copies ``2·C·2w·d``,
+      gradients and outputs ``4·L'·d``) and the probs·v backward (``18·L'·d + 2·(2w + 1)·L'``:
+      ``as_strided`` backward of the chunked values and the probs' gradients); with globals ``4·L'·d``
+      more (global key/value projections and their gradients).
+    """
+    w, d = window // 2, head_dim
+    C = Lp // w - 1
+    bh = batch * heads
+    proj = 3 * Lp * d
+    band = Lp * (2 * w + 1 + g)                 # scores / probs per head
+    pad_chunks = C * (2 * w + 1) * 2 * w
+    diag_mask = batch * Lp * (2 * w + 1) * s     # bytes, (B, L', 1, 2w + 1)
+    qk = bh * (proj + C * 4 * w * w + pad_chunks) * s
+    soft = bh * ((proj + band) * s + 2 * band * 4) + diag_mask
+    pv = proj + band + (Lp + 2 * w) * d + 3 * Lp * d + Lp * (3 * w + 2) + Lp * d
+    if g:
+        pv += Lp * (2 * w + 1) + Lp * d
+    pv = bh * pv * s + diag_mask
+    forward = max(qk, soft, pv)
+    chunk_copy = C * 2 * w * d
+    backward = bh * s * (max(3 * pad_chunks + 2 * chunk_copy + 4 * Lp * d, 18 * Lp * d + 2 * (2 * w + 1) * Lp)
+                         + (4 * Lp * d if g else 0))
+    # autograd keeps: q and k chunk copies, float32 probs, the diagonalised probs and the value chunks
+    saved = bh * ((2 * chunk_copy + Lp * (3 * w + 2) + 3 * Lp * d) * s + band * 4)
+    return bh * band * s, saved, forward, max(backward - saved, 0)
+
+
 def _layer_cost(pattern, layout, layer, implementation, batch, num_heads, num_kv_heads, head_dim, s,
-                block_size) -> LayerCost:
+                block_size, padded_length=None) -> LayerCost:
     L = layout.length
     pairs = allowed_pairs(pattern, layout, layer)
+    if implementation == "longformer":
+        Lp, window = padded_length, pattern.window_at(layer)
+        g = int(pattern.global_mask(layout).sum())
+        computed = Lp * (window + 1 + g) + g * Lp
+        probs, saved, fwd, bwd = _longformer_memory(Lp, window, g, batch, num_heads, head_dim, s)
+        return LayerCost(
+            layer=layer, window=window, pairs=pairs, computed_pairs=computed,
+            flops_forward=4 * batch * num_heads * head_dim * computed,
+            flops_backward=10 * batch * num_heads * head_dim * computed,
+            probs_bytes=probs, kv_bytes=2 * batch * num_kv_heads * L * head_dim * s,
+            mask_bytes=0, mask_in_backward=False, saved_bytes=saved, forward_peak_bytes=fwd,
+            backward_peak_bytes=bwd,
+        )
     if implementation == "sparse":
         computed = pairs
     elif implementation == "flex":
@@ -419,7 +546,11 @@ def attention_cost(
         block_size: tile size for ``implementation="flex"`` (FlexAttention's ``BLOCK_SIZE``).
 
     A window wider than the sequence is simply clipped: a causal window ``>= L``, or a
-    bidirectional one ``>= 2·(L - 1)``, costs exactly what ``window=None`` costs.
+    bidirectional one ``>= 2·(L - 1)``, costs exactly what ``window=None`` costs. (Except for
+    ``longformer``, which costs what transformers runs: the input padded up to the window.)
+    Raises ``ValueError`` for a length < 1, an unknown dtype or implementation, and patterns the
+    implementation cannot run (``longformer``: full attention, causal, dilation, random blocks,
+    odd windows).
     """
     pattern = AttentionPattern() if pattern is None else pattern
     if not isinstance(pattern, AttentionPattern):
@@ -438,8 +569,16 @@ def attention_cost(
         raise TypeError(f"backward must be True or False, got {backward!r}")
     pattern.check_layers(num_layers)
     s = DTYPES[dtype]
-    layers = tuple(_layer_cost(pattern, layout, layer, implementation, batch, num_heads, num_kv_heads,
-                               head_dim, s, block_size) for layer in range(num_layers))
+    padded = None
+    if implementation == "longformer":
+        padded = longformer_padded_length(layout.length, _longformer_windows(pattern, num_layers))
+    if pattern.per_layer is None and not pattern.random_blocks:   # every layer alike: count once
+        first = _layer_cost(pattern, layout, 0, implementation, batch, num_heads, num_kv_heads, head_dim, s,
+                            block_size, padded)
+        layers = (first,) + tuple(dataclasses.replace(first, layer=i) for i in range(1, num_layers))
+    else:
+        layers = tuple(_layer_cost(pattern, layout, layer, implementation, batch, num_heads, num_kv_heads,
+                                   head_dim, s, block_size, padded) for layer in range(num_layers))
     return AttentionCost(implementation=implementation, dtype=dtype, length=layout.length, batch=batch,
                          num_heads=num_heads, num_kv_heads=num_kv_heads, head_dim=head_dim,
                          backward=backward, per_layer=layers)
@@ -463,7 +602,7 @@ def max_length_within(
     The point where, e.g., dense attention stops fitting: ``attention_cost(pattern, L, ...)`` fits
     for the returned ``L`` and not for ``L + 1``. Only ``sparse`` memory depends on the pattern
     (its allowed pairs); the others cost the same for every pattern, so ``pattern`` is only read
-    for ``sparse``. Returns 0 if no length fits, and ``limit`` if even that fits. Binary search:
+    for ``sparse`` and ``longformer``. Returns 0 if no length fits, and ``limit`` if even that fits. Binary search:
     assumes memory grows with ``L`` (random blocks are redrawn per length, so ``sparse`` with them
     is only nearly monotone).
     """
@@ -472,18 +611,19 @@ def max_length_within(
     _check_positive("limit", limit)
     pattern = AttentionPattern() if pattern is None else pattern
     kwargs = dict(batch=batch, dtype=dtype, implementation=implementation, backward=backward)
-    attention_cost(pattern if implementation == "sparse" else None, max(pattern.global_positions, default=0) + 1,
-                   num_layers if implementation == "sparse" else 1, num_heads, head_dim, **kwargs)  # checks
+    structural = implementation in ("sparse", "longformer")   # memory depends on the pattern
+    attention_cost(pattern if structural else None, max(pattern.global_positions, default=0) + 1,
+                   num_layers if structural else 1, num_heads, head_dim, **kwargs)  # checks
     s = DTYPES[_dtype_name(dtype)]
 
     def fits(L: int) -> bool:
-        if implementation == "sparse":
+        if structural:
             return attention_cost(pattern, L, num_layers, num_heads, head_dim, **kwargs).peak_bytes <= budget_bytes
         layer = _memory(implementation, L, 0, batch, num_heads, head_dim, s)[1:]   # pairs not needed
         mask = _mask_bytes(implementation, L, s, FLEX_BLOCK)
         return _stack_peak(mask, implementation in _FUSED, [layer] * num_layers, backward) <= budget_bytes
 
-    lo = max(pattern.global_positions, default=0) + 1 if implementation == "sparse" else 1
+    lo = max(pattern.global_positions, default=0) + 1 if structural else 1
     if not fits(lo):
         return 0
     hi = lo
@@ -495,6 +635,107 @@ def max_length_within(
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if fits(mid) else (lo, mid)
     return lo
+
+
+# ---- curves over lengths (what the cost explorer draws) -----------------------------------------
+#: Assumed attention throughput for the time axis of :func:`cost_curves`: 50 GFLOP/s (a laptop CPU
+#: core pair reaches ~20-100 on these matmuls; an H100 ~100-400 TFLOP/s). :func:`measure` gives the real one.
+DEFAULT_FLOPS_PER_SECOND = 5e10
+
+
+@dataclass(frozen=True)
+class CostCurves:
+    """:func:`attention_cost` over a range of lengths, per implementation (what the cost explorer draws).
+
+    Attributes:
+        lengths: the lengths ``L`` costed, increasing.
+        implementations: e.g. ``("dense", "sparse")``; ``"dense"`` is always full attention.
+        peak_bytes, flops: ``{implementation: (value per length)}``; :attr:`AttentionCost.peak_bytes`
+            and :attr:`AttentionCost.flops` (forward, plus backward when ``backward``).
+        seconds: ``flops / flops_per_second`` (an estimate: the throughput is an assumption).
+        budget_bytes: the memory budget (None = no budget).
+        limits: ``{implementation: longest L whose peak fits the budget}`` (:func:`max_length_within`;
+            for a windowed implementation searched up to ``max(lengths)`` only), empty without a budget.
+        pattern, num_layers, num_heads, head_dim, batch, dtype, backward, flops_per_second: the configuration.
+    """
+
+    lengths: tuple[int, ...]
+    implementations: tuple[str, ...]
+    peak_bytes: dict
+    flops: dict
+    seconds: dict
+    budget_bytes: int | None
+    limits: dict
+    pattern: AttentionPattern
+    num_layers: int
+    num_heads: int
+    head_dim: int
+    batch: int
+    dtype: str
+    backward: bool
+    flops_per_second: float
+
+    def pattern_of(self, implementation: str) -> AttentionPattern | None:
+        """The pattern costed for ``implementation``: None (full attention) for ``"dense"``."""
+        return None if implementation == "dense" else self.pattern
+
+
+def curve_lengths(max_length: int, *, min_length: int = 128, points: int = 16) -> tuple[int, ...]:
+    """About ``points`` lengths spaced evenly on a log axis from ``min_length`` to ``max_length``
+    (both included, integers, no repeats)."""
+    _check_positive("max_length", max_length)
+    _check_positive("points", points)
+    lo = min(min_length, max_length)
+    if points == 1 or lo == max_length:
+        return (max_length,)
+    ratio = (max_length / lo) ** (1 / (points - 1))
+    return tuple(sorted({int(round(lo * ratio ** i)) for i in range(points - 1)} | {max_length}))
+
+
+def cost_curves(
+    pattern: AttentionPattern | None,
+    max_length: int,
+    num_layers: int,
+    num_heads: int,
+    head_dim: int,
+    *,
+    implementations: tuple[str, ...] = ("dense", "sparse"),
+    batch: int = 1,
+    dtype: str | torch.dtype = "float32",
+    backward: bool = False,
+    budget_bytes: int | None = None,
+    flops_per_second: float = DEFAULT_FLOPS_PER_SECOND,
+    min_length: int = 128,
+    points: int = 16,
+) -> CostCurves:
+    """Memory and time of attention vs length for each of ``implementations`` (``"dense"`` = full
+    attention with a dense kernel; the others run ``pattern``), over :func:`curve_lengths`, and
+    where each stops fitting ``budget_bytes``. Every number is :func:`attention_cost`'s."""
+    pattern = AttentionPattern() if pattern is None else pattern
+    for impl in implementations:
+        _check_choice("implementation", impl, IMPLEMENTATIONS)
+    if not isinstance(flops_per_second, (int, float)) or flops_per_second <= 0:
+        raise ValueError(f"flops_per_second must be > 0, got {flops_per_second!r}")
+    if budget_bytes is not None and (not _is_int(budget_bytes) or budget_bytes < 0):
+        raise ValueError(f"budget_bytes must be an int >= 0 or None, got {budget_bytes!r}")
+    dtype = _dtype_name(dtype)
+    lengths = curve_lengths(max_length, min_length=min_length, points=points)
+    kw = dict(batch=batch, dtype=dtype, backward=backward)
+    peak, flops, seconds, limits = {}, {}, {}, {}
+    for impl in implementations:
+        p = None if impl == "dense" else pattern
+        costs = [attention_cost(p, L, num_layers, num_heads, head_dim, implementation=impl, **kw) for L in lengths]
+        peak[impl] = tuple(c.peak_bytes for c in costs)
+        flops[impl] = tuple(c.flops for c in costs)
+        seconds[impl] = tuple(f / flops_per_second for f in flops[impl])
+        if budget_bytes is not None:
+            limits[impl] = max_length_within(budget_bytes, num_heads=num_heads, head_dim=head_dim,
+                                             num_layers=num_layers, implementation=impl, pattern=p,
+                                             limit=(1 << 20) if impl == "dense" else max(lengths), **kw)
+    return CostCurves(lengths=lengths, implementations=tuple(implementations), peak_bytes=peak, flops=flops,
+                      seconds=seconds, budget_bytes=budget_bytes, limits=limits, pattern=pattern,
+                      num_layers=num_layers, num_heads=num_heads, head_dim=head_dim, batch=batch, dtype=dtype,
+                      backward=backward, flops_per_second=float(flops_per_second))
 
 
 # ---- a real run --------------------------------------------------------------------------------
@@ -600,6 +841,9 @@ def measure(
     forward), the attention, and with ``backward`` a backward from ``grad_out = ones``; for
     ``flex`` the ``BlockMask`` is built beforehand (``create_block_mask`` evaluates ``mask_mod`` over
     all pairs, a one-off per length; its tables are tiny) and only the compiled kernel is measured.
+    For ``longformer`` the op is transformers' ``LongformerSelfAttention`` (random weights) on random
+    hidden states ``(batch, L', num_heads·head_dim)``, padded and masked as ``LongformerModel`` does,
+    with the pattern's global tokens; its q, k, v projections are part of the op and of the prediction.
 
     On CPU, run in a process started with :data:`attnviz.memory.MALLOC_ENV` so freed tensors go back
     to the kernel (``note`` says when it was not). FlexAttention needs ``torch.compile`` (on CPU a
@@ -625,6 +869,57 @@ def measure(
     L = layout.length
     torch_dtype = getattr(torch, dtype_name)
 
+    generator = torch.Generator(device).manual_seed(seed)
+    if backend == "longformer":
+        op, inputs = _longformer_op(pattern, layout, layers, layer, num_heads, head_dim, batch, torch_dtype,
+                                    device, generator, backward)
+    else:
+        op = _attention_op(pattern, layout, layer, backend, device)
+        inputs = tuple(torch.randn(batch, num_heads, L, head_dim, generator=generator, device=device,
+                                   dtype=torch_dtype).requires_grad_(backward) for _ in range(3))
+
+    def run():
+        out = op(*inputs)
+        if backward:
+            out.backward(torch.ones_like(out))
+        del out
+        for t in inputs:
+            t.grad = None
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    try:
+        with torch.set_grad_enabled(backward):
+            run()  # warm-up
+    except Exception as err:
+        if backend == "flex":
+            raise RuntimeError(f"FlexAttention failed on {device} (torch.compile needs a working compiler; "
+                               f"on CPU a C++ toolchain): {type(err).__name__}: {err}") from err
+        raise
+    times, peaks, method = [], [], ""
+    for _ in range(repeats):
+        with torch.set_grad_enabled(backward), peak_memory(device) as reading:
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+        peaks.append(reading.peak_bytes)
+        method = reading.method
+    notes = []
+    if device.type == "cpu" and any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
+        notes.append("CPU peak read without attnviz.memory.MALLOC_ENV: retained heap may hide allocations")
+    if backend in _FUSED:
+        notes.append("kernel workspace is not modelled")
+    return Measurement(
+        backend=backend, device=str(device), dtype=dtype_name, length=L, batch=batch, num_heads=num_heads,
+        head_dim=head_dim, backward=backward, layer=layer, seconds=statistics.median(times),
+        times=tuple(times), peak_bytes=None if None in peaks else max(peaks), predicted=predicted,
+        memory_method=method, note="; ".join(notes),
+    )
+
+
+def _attention_op(pattern, layout, layer, backend, device):
+    """``op(q, k, v)`` of a dense / sdpa / flex layer (mask built here, outside the measured op)."""
+    L = layout.length
     idx = torch.arange(L)
     rows = max(1, (1 << 22) // L)  # the rule on CPU in row chunks: its int64 temporaries stay small
     allowed_mask = torch.cat([allowed(pattern, layout, layer, idx[i:i + rows, None], idx[None, :])
@@ -645,43 +940,81 @@ def measure(
         def op(q, k, v):
             return attend(q, k, v, allowed_mask)
 
-    generator = torch.Generator(device).manual_seed(seed)
-    q, k, v = (torch.randn(batch, num_heads, L, head_dim, generator=generator, device=device, dtype=torch_dtype)
-               .requires_grad_(backward) for _ in range(3))
+    return op
 
-    def run():
-        out = op(q, k, v)
-        if backward:
-            out.backward(torch.ones_like(out))
-        del out
-        for t in (q, k, v):
-            t.grad = None
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
 
-    try:
-        run()  # warm-up
-    except Exception as err:
-        if backend == "flex":
-            raise RuntimeError(f"FlexAttention failed on {device} (torch.compile needs a working compiler; "
-                               f"on CPU a C++ toolchain): {type(err).__name__}: {err}") from err
-        raise
-    times, peaks, method = [], [], ""
-    for _ in range(repeats):
-        with peak_memory(device) as reading:
-            start = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - start)
-        peaks.append(reading.peak_bytes)
-        method = reading.method
-    notes = []
-    if device.type == "cpu" and any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
-        notes.append("CPU peak read without attnviz.memory.MALLOC_ENV: retained heap may hide allocations")
-    if backend in _FUSED:
-        notes.append("kernel workspace is not modelled")
-    return Measurement(
-        backend=backend, device=str(device), dtype=dtype_name, length=L, batch=batch, num_heads=num_heads,
-        head_dim=head_dim, backward=backward, layer=layer, seconds=statistics.median(times),
-        times=tuple(times), peak_bytes=None if None in peaks else max(peaks), predicted=predicted,
-        memory_method=method, note="; ".join(notes),
-    )
+def _longformer_op(pattern, layout, num_layers, layer, num_heads, head_dim, batch, dtype, device, generator,
+                   backward):
+    """``op(hidden)`` running transformers' ``LongformerSelfAttention`` for ``layer`` as
+    ``LongformerModel`` runs it (input padded to ``L'``, padding masked, global tokens marked),
+    and its input: random hidden states ``(batch, L', num_heads · head_dim)``."""
+    import transformers
+    from transformers.models.longformer.modeling_longformer import LongformerSelfAttention
+
+    windows = _longformer_windows(pattern, num_layers)
+    Lp = longformer_padded_length(layout.length, windows)
+    config = transformers.LongformerConfig(hidden_size=num_heads * head_dim, num_attention_heads=num_heads,
+                                           num_hidden_layers=num_layers, attention_window=list(windows),
+                                           attention_probs_dropout_prob=0.0)
+    torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=device)))
+    module = LongformerSelfAttention(config, layer).to(device=device, dtype=dtype).eval()
+    mask = torch.zeros(batch, Lp, device=device, dtype=dtype)
+    mask[:, layout.length:] = -10000.0                                     # padding
+    mask[:, :layout.length][:, pattern.global_mask(layout).to(device)] = 10000.0   # global tokens
+    kw = dict(attention_mask=mask, is_index_masked=mask < 0, is_index_global_attn=mask > 0,
+              is_global_attn=bool((mask > 0).any()))
+    hidden = torch.randn(batch, Lp, num_heads * head_dim, generator=generator, device=device, dtype=dtype)
+
+    def op(x):
+        return module(x, **kw)[0]
+
+    return op, (hidden.requires_grad_(backward),)
+
+
+_ISOLATED = """
+import dataclasses, json, sys
+from attnviz import AttentionPattern
+from attnviz.costs import measure
+out = []
+for run in json.loads(sys.argv[1]):
+    pattern = run.pop("pattern")
+    m = measure(None if pattern is None else AttentionPattern(**pattern), **run)
+    out.append(dataclasses.asdict(m))
+print("@@MEASURED@@" + json.dumps(out))
+"""
+
+
+def measure_isolated(runs: list[dict], *, timeout: float = 600) -> list[Measurement]:
+    """:func:`measure` for each of ``runs`` (its keyword arguments: ``pattern`` an
+    :class:`AttentionPattern` or None, ``layout`` a length, ...) in one fresh Python process started
+    with :data:`attnviz.memory.MALLOC_ENV`, so CPU peaks are exact even when called from a notebook
+    kernel (whose heap keeps freed memory and would hide allocations). Raises ``RuntimeError`` with
+    the child's last lines if it fails."""
+    payload = []
+    for run in runs:
+        run = dict(run)
+        pattern = run.get("pattern")
+        if pattern is not None and not isinstance(pattern, AttentionPattern):
+            raise TypeError(f"pattern must be an AttentionPattern or None, got {type(pattern).__name__}")
+        run["pattern"] = None if pattern is None else dataclasses.asdict(pattern)
+        if not _is_int(run.get("layout")):
+            raise TypeError(f"measure_isolated takes plain lengths as layout, got {run.get('layout')!r}")
+        if "dtype" in run:
+            run["dtype"] = _dtype_name(run["dtype"])
+        payload.append(run)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    env.update(MALLOC_ENV)
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, "-c", _ISOLATED, json.dumps(payload)], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("@@MEASURED@@")), None)
+    if proc.returncode or line is None:
+        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+        raise RuntimeError(f"measure in a fresh process failed (exit {proc.returncode}): {tail}")
+    out = []
+    for d in json.loads(line[len("@@MEASURED@@"):]):
+        d["predicted"] = LayerCost(**d["predicted"])
+        d["times"] = tuple(d["times"])
+        out.append(Measurement(**d))
+    return out

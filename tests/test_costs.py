@@ -190,6 +190,8 @@ def test_memory_by_hand():
     assert layer.probs_bytes == 4 * MiB and layer.mask_bytes == MiB // 4
     assert dense.peak_bytes == layer.op_peak_bytes() == (0.25 + 8) * MiB           # mask + scores + probs
     assert layer.op_peak_bytes(backward=True) == (12 + 1.5) * MiB                 # probs, grads; mask gone
+    # inference keeps nothing for a backward: two layers peak like one
+    assert attention_cost(AttentionPattern(window=64), 256, 2, 16, 32).peak_bytes == (0.25 + 8) * MiB
     two = attention_cost(AttentionPattern(window=64), 256, 2, 16, 32, backward=True)
     assert two.peak_bytes == (2 * 4 + 2 * 4 + 1.5) * MiB                        # both layers' probs + backward
     assert two.probs_bytes == 8 * MiB
@@ -312,3 +314,99 @@ def test_measure_on_cuda():
     assert 1 / 1.2 <= dense.ratio <= 1.2, (dense.peak_bytes, dense.predicted_bytes)
     flex = measure(AttentionPattern(window=128), 2048, 8, 64, backend="flex", backward=True, device="cuda")
     assert flex.peak_bytes < dense.predicted.probs_bytes / 4
+    lf = measure(AttentionPattern(window=128, global_positions=(0,)), 2048, 8, 64, backend="longformer", device="cuda")
+    assert 1 / 1.2 <= lf.ratio <= 1.2, (lf.peak_bytes, lf.predicted_bytes)
+
+
+# ---- hand-worked: L=8, window 4 ----------------------------------------------------------------
+def test_l8_window4_by_hand():
+    # bidirectional window 4 = 2 each side over L=8: rows 0, 7 see 3 keys, rows 1, 6 see 4, rows 2..5 see 5.
+    p = AttentionPattern(window=4)
+    assert keys_per_query(p, 8, 0).tolist() == [3, 4, 5, 5, 5, 5, 4, 3]
+    assert allowed_pairs(p, 8, 0) == 34 == int(build_masks(p, 8, 1).sum())
+    # + global token 0: row 0 sees all 8 (+5), keys 0 is new for rows 3..7 (+5): 44
+    assert allowed_pairs(AttentionPattern(window=4, global_positions=(0,)), 8, 0) == 44
+    # causal window 4 (Mistral): q sees q-3..q: 1+2+3+4*5 = 26; the L² dense kernel computes all 64
+    assert allowed_pairs(AttentionPattern(window=4, causal=True), 8, 0) == 26
+    kw = dict(num_layers=2, num_heads=2, head_dim=4, batch=3)
+    sparse = attention_cost(p, 8, implementation="sparse", **kw)
+    assert sparse.flops_forward == 2 * 4 * 3 * 2 * 4 * 34            # 2 layers · 4·B·H·d · pairs = 6528
+    assert attention_cost(p, 8, implementation="sparse", backward=True, **kw).flops == 6528 * 3.5
+    assert attention_cost(p, 8, implementation="dense", **kw).flops_forward == 2 * 4 * 3 * 2 * 4 * 64
+    # bfloat16 halves every byte count of float32
+    f32, bf16 = (attention_cost(p, 8, implementation="dense", dtype=t, backward=True, **kw) for t in ("float32", "bfloat16"))
+    assert (f32.peak_bytes, f32.probs_bytes, f32.kv_bytes) == (2 * bf16.peak_bytes, 2 * bf16.probs_bytes, 2 * bf16.kv_bytes)
+    assert f32.kv_bytes == 2 * 2 * 3 * 2 * 8 * 4 * 4                # layers · (k, v) · B · H · L · d · 4 bytes
+
+
+# ---- Longformer's chunked kernel ---------------------------------------------------------------
+def test_longformer_memory_by_hand():
+    # L=8, window 4 (w=2 each side), 1 head of dim 2, float32, batch 1. Counted in elements:
+    #   q·k phase: q, k, v 3·8·2 = 48, chunks C = 8/2 - 1 = 3 of 2w × 2w = 48, padded copy 3·5·4 = 60  -> 156
+    #   softmax: 48 + scores 8·5 = 40, probs and their masked copy 2·40 (float32), diagonal mask 40  -> 208
+    #   probs·v: 48 + mask 40 + probs 40 + padded v (8+4)·2 = 24 + chunked v 3·8·2 = 48
+    #            + diagonalised probs 8·(3·2+2) = 64 + output 8·2 = 16                             -> 280
+    cost = attention_cost(AttentionPattern(window=4), 8, 1, 1, 2, implementation="longformer")
+    layer = cost.per_layer[0]
+    assert layer.forward_peak_bytes == 280 * 4 == cost.peak_bytes
+    assert layer.probs_bytes == 40 * 4 and layer.mask_bytes == 0
+    # computed pairs: the (2w + 1)-wide band of every padded query, allowed or not
+    assert layer.computed_pairs == 8 * 5 and layer.pairs == 34
+    # the input is padded to a multiple of the window: L=9 costs what L=12 costs
+    assert attention_cost(AttentionPattern(window=4), 9, 1, 1, 2, implementation="longformer").peak_bytes == \
+        attention_cost(AttentionPattern(window=4), 12, 1, 1, 2, implementation="longformer").peak_bytes
+    # one global token: probs gain a column (8·6 = 48), plus the probs without it (40) and the global
+    # keys' output (16); the global query row costs 8 more computed pairs
+    g = attention_cost(AttentionPattern(window=4, global_positions=(0,)), 8, 1, 1, 2, implementation="longformer")
+    assert g.per_layer[0].computed_pairs == 8 * 6 + 8
+    assert g.peak_bytes == (48 + 40 + 48 + 24 + 48 + 64 + 16 + 40 + 16) * 4
+    # ~2.2x the idealised sparse band at long lengths (the chunks overlap and are copied twice)
+    L, kw = 4096, dict(num_layers=1, num_heads=12, head_dim=32)
+    lf = attention_cost(AttentionPattern(window=512), L, implementation="longformer", **kw).peak_bytes
+    ideal = attention_cost(AttentionPattern(window=512), L, implementation="sparse", **kw).peak_bytes
+    assert 2.0 < lf / ideal < 2.4
+
+
+def test_longformer_refuses_what_it_cannot_run():
+    kw = dict(implementation="longformer")
+    with pytest.raises(ValueError, match="needs a window in every layer, layer 1 has full attention"):
+        attention_cost(AttentionPattern(window=(4, None)), 16, 2, 1, 8, **kw)
+    with pytest.raises(ValueError, match="is bidirectional"):
+        attention_cost(AttentionPattern(window=4, causal=True), 16, 1, 1, 8, **kw)
+    with pytest.raises(ValueError, match="has no random blocks"):
+        attention_cost(AttentionPattern(window=4, random_blocks=1, block_size=4), 16, 1, 1, 8, **kw)
+    with pytest.raises(ValueError, match="has no dilation"):
+        attention_cost(AttentionPattern(window=4, dilation=2), 16, 1, 1, 8, **kw)
+    # the budget search knows the pattern matters for longformer
+    p = AttentionPattern(window=256)
+    L = max_length_within(2**28, num_heads=12, head_dim=32, implementation="longformer", pattern=p)
+    assert attention_cost(p, L, 1, 12, 32, implementation="longformer").peak_bytes <= 2**28
+    assert attention_cost(p, L + 256, 1, 12, 32, implementation="longformer").peak_bytes > 2**28
+
+
+LONGFORMER_SCRIPT = """
+import json
+from attnviz import AttentionPattern
+from attnviz.costs import measure
+out = []
+for L, w, g, backward in [(1024, 64, 0, False), (1000, 256, 1, False), (1024, 128, 1, True)]:
+    m = measure(AttentionPattern(window=w, global_positions=tuple(range(g))), L, 12, 32, backend="longformer",
+                backward=backward, repeats=2)
+    out.append(dict(peak=m.peak_bytes, predicted=m.predicted_bytes, ratio=m.ratio, note=m.note))
+print("@@" + json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not cpu_peak_supported(), reason="needs Linux /proc/self/clear_refs")
+def test_longformer_measured_peak_matches_its_model():
+    env = dict(os.environ, **MALLOC_ENV, OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, "-c", LONGFORMER_SCRIPT], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(next(line[2:] for line in proc.stdout.splitlines() if line.startswith("@@")))
+    for row in rows:
+        # measured within 6 % here (the issue's target is 1.2x); the idealised sparse model was off 2.2-4.3x
+        assert 0.9 <= row["ratio"] <= 1.1, row
+        assert row["note"] == ""
