@@ -1,0 +1,93 @@
+"""Training curves: loss and accuracy of a soft-prompt run against the step.
+
+:func:`training_figure` draws the records that :func:`attnviz.prompts.train_soft_prompt` logs
+(``log.jsonl``: ``{"step", "loss", "accuracy", "eval": {"loss", "accuracy", "n"} or absent, ...}``
+per step), two panels side by side: loss (training batch, held-out) and accuracy (training batch,
+held-out). The live :class:`attnviz.widgets.TrainingMonitor` and ``attnviz report`` use it.
+Values are plotted exactly as logged (plain Python floats, no smoothing).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ._style import FONT, FigureParts
+
+TRAIN_COLOR, EVAL_COLOR = "#1f77b4", "#d62728"
+#: Trace order of the figure (the live monitor updates them in place).
+TRACES = ("train loss", "held-out loss", "train accuracy", "held-out accuracy")
+
+
+def _curves(history: Iterable[Mapping]) -> dict[str, tuple[list, list]]:
+    out = {name: ([], []) for name in TRACES}
+    for r in history:
+        step = int(r["step"])
+        out["train loss"][0].append(step)
+        out["train loss"][1].append(float(r["loss"]))
+        if r.get("accuracy") is not None:
+            out["train accuracy"][0].append(step)
+            out["train accuracy"][1].append(float(r["accuracy"]))
+        ev = r.get("eval")
+        if ev:
+            if ev.get("loss") is not None:
+                out["held-out loss"][0].append(step)
+                out["held-out loss"][1].append(float(ev["loss"]))
+            if ev.get("accuracy") is not None:
+                out["held-out accuracy"][0].append(step)
+                out["held-out accuracy"][1].append(float(ev["accuracy"]))
+    return out
+
+
+def training_parts(history: Iterable[Mapping], *, steps: int | None = None, title: str | None = None) -> FigureParts:
+    """The data of :func:`training_figure` as :class:`~attnviz.plots._style.FigureParts`: four
+    traces in the order of :data:`TRACES` (x = steps, y = the logged values), the title and, when
+    ``steps`` is given, the x ranges ``[0, steps]`` (else plotly's autorange)."""
+    curves = _curves(history)
+    traces = []
+    for name, (x, y) in curves.items():
+        held_out = name.startswith("held-out")
+        color = EVAL_COLOR if held_out else TRAIN_COLOR
+        axes = ("x", "y") if name.endswith("loss") else ("x2", "y2")
+        traces.append(go.Scatter(
+            x=x, y=y, name=name, mode="lines+markers", xaxis=axes[0], yaxis=axes[1],
+            line=dict(color=color, width=2 if held_out else 1.5),
+            marker=dict(size=7 if held_out else 3, color=color), legendgroup="held-out" if held_out else "train",
+            hovertemplate=f"step %{{x}}: {name} %{{y:.4g}}<extra></extra>"))
+    n = len(curves["train loss"][0])
+    last = curves["train loss"][0][-1] if n else 0
+    if title is None:
+        ev = curves["held-out accuracy"][1]
+        tail = f" · held-out accuracy {ev[-1]:.3f}" if ev else ""
+        title = f"Training: step {last}{f' of {steps}' if steps else ''}{tail}"
+    layout = {"title": {"text": title}}
+    if steps:
+        layout.update(xaxis={"range": [0, max(steps, last, 1)]}, xaxis2={"range": [0, max(steps, last, 1)]})
+    return FigureParts(traces=traces, layout=layout)
+
+
+def training_figure(history: Iterable[Mapping], *, steps: int | None = None, title: str | None = None,
+                    width: int = 980, height: int = 400) -> go.Figure:
+    """Loss (left) and accuracy (right) against the step, training batches and held-out data.
+
+    Args:
+        history: records as logged by ``train_soft_prompt`` (``log.jsonl`` lines, ``TrainResult.history``).
+        steps: planned steps (fixes the x range, so a live figure does not rescale every step).
+        title: replaces the default title.
+    Returns:
+        a ``go.Figure`` whose ``data`` are the four traces of :data:`TRACES`.
+    """
+    parts = training_parts(history, steps=steps, title=title)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"), horizontal_spacing=0.09)
+    fig.add_traces(parts.traces)
+    fig.update_layout(font=FONT, plot_bgcolor="white", width=width, height=height,
+                      title=dict(text=parts.layout["title"]["text"], x=0.5, xanchor="center"),
+                      legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.18, yanchor="top"),
+                      margin=dict(l=60, r=30, t=80, b=90))
+    fig.update_xaxes(title_text="step", range=parts.layout.get("xaxis", {}).get("range"), showline=True,
+                     linecolor="#999", gridcolor="#eee", zeroline=False)
+    fig.update_yaxes(showline=True, linecolor="#999", gridcolor="#eee", zeroline=False)
+    fig.update_yaxes(range=[0, 1.02], row=1, col=2)
+    return fig

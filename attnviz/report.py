@@ -1,0 +1,316 @@
+"""A handout page for one training run: ``attnviz report RUN_DIR``.
+
+A run folder of :func:`attnviz.prompts.train_soft_prompt` (or ``attnviz train --out``) holds
+``log.jsonl`` (one record per step), ``result.json`` (how it ended), ``checkpoints/step-…/``
+(prompt, head and the full configuration in ``state.json``) and, from the CLI, ``config.json``
+(the command's settings). :func:`read_run` gathers them into a :class:`RunRecord`;
+:func:`report_figures` turns it into figures — run settings, loss / accuracy curves, the mask and
+the spread of the run's pattern on its layout and, when the model can be loaded here, the
+measured influence of the trained prompt on a text; :func:`write_report` writes them as ONE
+self-contained offline HTML page (:func:`attnviz.plots.save_html`, plotly.js inlined) and, with
+``png=``, one PNG per figure through kaleido and the system Chromium.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import plotly.graph_objects as go
+
+from .patterns import AttentionPattern, describe
+from .placement import PromptPlacement, SequenceLayout, plain_layout
+
+#: Text whose influence map the report draws when none is given.
+DEFAULT_TEXT = ("The committee met on Tuesday to review the budget. After a long debate, members agreed to "
+                "fund the new library, but asked for a detailed plan before any money is spent.")
+#: Text length (tokens) of the layout drawn when the run does not record its ``max_length``.
+DEFAULT_TEXT_LEN = 126
+SYSTEM_CHROMIUM = "/usr/bin/chromium"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a run folder says.
+
+    Attributes:
+        run_dir: the folder.
+        history: per-step records from ``log.jsonl`` in step order (a step logged twice, e.g.
+            replayed after a resume, keeps its last record).
+        result: ``result.json`` (empty when the run has not finished).
+        checkpoint: the newest undamaged checkpoint folder, or None.
+        meta: that checkpoint's ``state.json`` (model, pattern, placement, head, training settings, task).
+        settings: ``config.json``'s ``settings`` (runs made by ``attnviz train``), else ``{}``.
+    """
+
+    run_dir: Path
+    history: list
+    result: dict
+    checkpoint: Path | None
+    meta: dict
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def model_config(self) -> dict:
+        return self.meta.get("model") or {}
+
+    @property
+    def pattern(self) -> AttentionPattern:
+        from .prompts.model import pattern_from_dict
+
+        return pattern_from_dict(self.model_config["pattern"])
+
+    @property
+    def placement(self) -> PromptPlacement | None:
+        from .prompts.model import placement_from_dict
+
+        return placement_from_dict(self.model_config.get("placement"))
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.model_config["num_layers"])
+
+    def layout(self, text_len: int | None = None) -> SequenceLayout:
+        """The layout of a text of ``text_len`` tokens (default: the run's ``max_length`` minus its
+        special tokens, else :data:`DEFAULT_TEXT_LEN`)."""
+        cls, sep = (bool(x) for x in self.model_config.get("special_tokens", (True, True)))
+        if text_len is None:
+            ml = self.settings.get("max_length")
+            text_len = int(ml) - int(cls) - int(sep) if ml else DEFAULT_TEXT_LEN
+        p = self.placement
+        return plain_layout(text_len, cls=cls, sep=sep) if p is None else p.layout(text_len, cls=cls, sep=sep)
+
+    def task_name(self) -> str:
+        task = self.meta.get("task") or {}
+        name = task.get("name") or self.settings.get("task") or "not recorded"
+        labels = task.get("label_names")
+        return f"{name} ({', '.join(map(str, labels))})" if labels else str(name)
+
+
+def read_run(run_dir: str | os.PathLike) -> RunRecord:
+    """Read a run folder (see the module docstring). Raises ``ValueError`` naming what is missing."""
+    from .prompts.checkpoints import latest_checkpoint, load_checkpoint
+
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise ValueError(f"{run} is not a folder; give the out_dir of train_soft_prompt / attnviz train --out")
+    log = run / "log.jsonl"
+    ckpt = latest_checkpoint(run)
+    if not log.is_file() and ckpt is None:
+        raise ValueError(f"{run} is not a run folder: it has neither log.jsonl nor checkpoints/step-…")
+    by_step: dict[int, dict] = {}
+    if log.is_file():
+        for i, line in enumerate(log.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                raise ValueError(f"{log} line {i} is not JSON (a damaged log?): {line[:80]!r}") from None
+            by_step[int(rec["step"])] = rec
+    meta = load_checkpoint(ckpt)[1] if ckpt is not None else {}
+    if not meta:
+        raise ValueError(f"{run} has no checkpoint yet, so its model and pattern are unknown; report after the "
+                         f"first checkpoint is written")
+    result = json.loads((run / "result.json").read_text()) if (run / "result.json").is_file() else {}
+    cfg = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
+    history = [by_step[k] for k in sorted(by_step)] or list(meta.get("history", []))
+    return RunRecord(run_dir=run, history=history, result=result, checkpoint=ckpt, meta=meta,
+                     settings=dict(cfg.get("settings") or {}))
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def settings_rows(run: RunRecord) -> list[tuple[str, str]]:
+    """``(name, value)`` rows of the run-settings table."""
+    mc, train, res = run.model_config, run.meta.get("train") or {}, run.result
+    p = run.placement
+    where = "none (head only)" if p is None else (
+        f"{p.n_tokens}-token {p.kind}" + (f" at {p.at}" if p.at is not None else "")
+        + (f" every {p.every}" if p.every is not None else ""))
+    head = mc.get("head") or {}
+    ev = res.get("eval") or (run.meta.get("metrics") or None)
+    rows = [
+        ("model", f"{mc.get('model_id', '?')} ({mc.get('family', '?')}, {mc.get('num_layers', '?')} layers, "
+                  f"hidden {mc.get('hidden_size', '?')})"),
+        ("task", run.task_name()),
+        ("pattern", describe(run.pattern)),
+        ("prompt placement", where),
+        ("head", f"{head.get('task', '?')}, {head.get('pooling', '')} pooling, {head.get('num_labels', '?')} labels"),
+        ("backend", str(mc.get("backend", "?"))),
+        ("steps", f"{res.get('step', run.meta.get('step', '?'))} of {train.get('steps', '?')}"
+                  + (" (stopped early)" if res.get("stopped") else "")),
+        ("batch size · learning rates", f"{train.get('batch_size', '?')} · prompt {_fmt(train.get('lr_prompt'))}, "
+                                        f"head {_fmt(train.get('lr_head'))} ({train.get('optimizer', '?')}, "
+                                        f"{train.get('schedule', '?')})"),
+        ("held-out accuracy", f"{ev['accuracy']:.4f} on {ev.get('n', '?')} examples" if ev and "accuracy" in ev else "—"),
+        ("time", f"{_fmt(res.get('seconds_per_step'))} s/step, {_fmt(res.get('seconds'))} s in all" if res else "—"),
+        ("trainable parameters", ", ".join(f"{k} {v}" for k, v in (res.get("trainable") or
+                                                                    run.meta.get("trainable") or {}).items()) or "—"),
+        ("checkpoint", str(run.checkpoint) if run.checkpoint else "—"),
+    ]
+    if res.get("pruning"):
+        rows.append(("pruning", res["pruning"]))
+    return rows
+
+
+def _table(header: list[str], columns: list[list], title: str, height: int | None = None) -> go.Figure:
+    fig = go.Figure(go.Table(header=dict(values=header, align="left", fill_color="#eee", font=dict(size=13)),
+                             cells=dict(values=columns, align="left", font=dict(size=13), height=24)))
+    n = len(columns[0]) if columns else 0
+    fig.update_layout(title=dict(text=title), width=980, height=height or min(900, 90 + 27 * (n + 1)),
+                      margin=dict(l=20, r=20, t=50, b=10))
+    return fig
+
+
+def _load(name: str | os.PathLike):
+    """``(model, tokenizer)`` when ``name`` can be loaded here without a network, else None."""
+    from .models import load_model
+
+    if str(name) != "default" and not Path(name).expanduser().is_dir():
+        return None
+    loaded = load_model(name)
+    return loaded.model, loaded.tokenizer
+
+
+def _model_name(run: RunRecord) -> str | None:
+    name = run.settings.get("model")
+    if name:
+        return str(name)
+    mid = run.model_config.get("model_id")
+    return "default" if mid == "all-MiniLM-L6-v2" else mid
+
+
+def influence_for(run: RunRecord, model, tokenizer, text: str = DEFAULT_TEXT, method: str = "ablation"):
+    """:func:`attnviz.prompt_influence` of the run's trained prompt (newest checkpoint) on ``text``
+    under the run's pattern: an :class:`~attnviz.influence.InfluenceMap` with ``values`` ``(1, layers + 1, L)``."""
+    from .influence import prompt_influence
+    from .models.interface import _max_positions
+    from .prompts.checkpoints import load_checkpoint
+
+    if run.placement is None:
+        raise ValueError("the run trained no prompt (head only): there is no prompt influence to show")
+    tensors, _ = load_checkpoint(run.checkpoint)
+    weight = tensors["prompt.weight"].float()
+    hidden = model.get_input_embeddings().weight.shape[1]
+    if weight.shape[1] != hidden:
+        raise ValueError(f"the run's prompt has hidden size {weight.shape[1]}, the model {hidden}: another model")
+    max_pos = _max_positions(model.config)
+    enc = tokenizer(text, return_tensors="pt", truncation=max_pos is not None,
+                    max_length=None if max_pos is None else max_pos - run.placement.n_tokens)
+    batch = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+    return prompt_influence(model.eval(), weight, batch, run.pattern, run.placement, method=method,
+                            tokenizer=tokenizer, per_token=False)
+
+
+def report_figures(run: RunRecord, *, model=None, tokenizer=None, text: str = DEFAULT_TEXT,
+                   influence: bool = True) -> tuple[list[tuple[str, go.Figure]], list[str]]:
+    """``([(name, figure), ...], notes)``: settings table, curves, spread, mask, per-step table and,
+    when a model is given or the run's model loads here (``influence``), the influence map."""
+    from .plots import influence_figure, mask_figure, spread_figure
+    from .plots.training import training_figure
+    from .spread import spread_pattern
+
+    notes: list[str] = []
+    rows = settings_rows(run)
+    figs = [("settings", _table(["setting", "value"], [[r[0] for r in rows], [r[1] for r in rows]], "Run settings"))]
+    steps = (run.meta.get("train") or {}).get("steps")
+    if run.history:
+        figs.append(("training", training_figure(run.history, steps=steps, title=f"Training of {run.run_dir.name}")))
+    else:
+        notes.append("no log.jsonl: no training curves")
+    pattern, n = run.pattern, run.num_layers
+    layout = run.layout()
+    reach = spread_pattern(pattern, layout, n)
+    figs.append(("spread", spread_figure(reach, layout, pattern=pattern)))
+    figs.append(("mask", mask_figure(pattern, layout, layer=0, num_layers=n)))
+    if influence and run.placement is not None:
+        loaded = (model, tokenizer) if model is not None else None
+        if loaded is None:
+            name = _model_name(run)
+            try:
+                loaded = _load(name) if name else None
+            except (OSError, ValueError) as exc:
+                notes.append(f"model {name!r} could not be loaded ({exc}); influence map left out")
+                loaded = False
+            if loaded is None:
+                notes.append(f"model {name!r} is not available offline here (give --model FOLDER); influence map "
+                             f"left out")
+        if loaded:
+            result = influence_for(run, loaded[0], loaded[1], text)
+            figs.append(("influence", influence_figure(result, example=0)))
+            notes.append(f"influence of the trained prompt on: {text!r}. {result.summary()}")
+    if run.history:
+        h = run.history
+        figs.append(("log", _table(
+            ["step", "loss", "accuracy", "held-out loss", "held-out accuracy"],
+            [[r["step"] for r in h], [r["loss"] for r in h], [r.get("accuracy") for r in h],
+             [(r.get("eval") or {}).get("loss") for r in h], [(r.get("eval") or {}).get("accuracy") for r in h]],
+            "Every step as logged (log.jsonl)", height=min(700, 120 + 26 * (len(h) + 1)))))
+    return figs, notes
+
+
+def write_pngs(figs: list[tuple[str, go.Figure]], folder: str | os.PathLike, scale: float = 2.0) -> list[Path]:
+    """``folder/<name>.png`` for each ``(name, figure)``, drawn by kaleido in ONE Chromium session
+    (``plotly.io.write_images``; the system ``/usr/bin/chromium`` when ``$BROWSER_PATH`` is unset),
+    each written to a temporary file and renamed. Returns the paths."""
+    import plotly.io as pio
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"cannot write PNGs into {folder}: not a folder; create it first")
+    env = {} if os.environ.get("BROWSER_PATH") or not os.path.exists(SYSTEM_CHROMIUM) else {
+        "BROWSER_PATH": SYSTEM_CHROMIUM}
+    paths = [folder / f"{name}.png" for name, _ in figs]
+    tmps = [folder / f".{p.name}.{os.getpid()}.tmp.png" for p in paths]
+    old = {k: os.environ.get(k) for k in env}
+    try:
+        os.environ.update(env)
+        pio.write_images([f for _, f in figs], tmps, format="png", scale=scale)
+        for tmp, path in zip(tmps, paths):
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+    finally:
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return paths
+
+
+def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *, model=None, tokenizer=None,
+                 text: str = DEFAULT_TEXT, influence: bool = True, png: str | os.PathLike | None = None) -> Path:
+    """Write the handout page of a run: ONE self-contained offline HTML file (default
+    ``RUN_DIR/report.html``), and with ``png=`` a folder of ``<name>.png`` per figure. ``model`` /
+    ``tokenizer``: the run's base model when it is not loadable by name here. Returns the HTML path."""
+    from .plots import save_html
+
+    run = read_run(run_dir)
+    out = Path(out) if out is not None else run.run_dir / "report.html"
+    if not out.parent.is_dir():
+        raise ValueError(f"cannot write {out}: folder {out.parent} does not exist")
+    if png is not None and not Path(png).is_dir():
+        raise ValueError(f"--png {png}: folder does not exist; create it first")
+    figs, notes = report_figures(run, model=model, tokenizer=tokenizer, text=text, influence=influence)
+    res = run.result
+    ev = res.get("eval")
+    said = (f"{run.model_config.get('model_id', '?')} on {run.task_name()}; pattern {describe(run.pattern)}; "
+            f"{'no prompt' if run.placement is None else f'{run.placement.n_tokens}-token {run.placement.kind} prompt'}; "
+            f"{res.get('step', run.meta.get('step'))} steps"
+            + (f", held-out accuracy {ev['accuracy']:.4f}" if ev else "")
+            + f". Mask and spread drawn for a {run.layout().length}-position input. " + " ".join(notes))
+    path = save_html([f for _, f in figs], out, title=f"attnviz run report — {run.run_dir.name}", text=said)
+    if png is not None:
+        write_pngs(figs, png)
+    return path

@@ -1,0 +1,405 @@
+"""The influence explorer: a model, a soft prompt and a text; change the pattern or the placement,
+and the attention heatmap and the measured influence map redraw.
+
+Controls → :class:`InfluenceSettings` (plain values) → :func:`influence_view` (the one pure
+function: the prompt vectors from a checkpoint or an init, the layout, one run of
+:func:`attnviz.capture_attention` under :func:`attnviz.with_pattern` for the chosen layer, and
+:func:`attnviz.prompt_influence`) → two plotly ``FigureWidget`` s updated in place
+(:func:`attnviz.plots.attention.attention_figure`, :func:`attnviz.plots.influence_figure`).
+
+The model defaults to the embedded all-MiniLM-L6-v2 (:func:`attnviz.models.load_model`, loaded
+once per process); pass ``model=`` and ``tokenizer=`` for another one (tests use tiny ones).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import ipywidgets as widgets
+import plotly.graph_objects as go
+import torch
+
+from ..patterns import AttentionPattern, describe
+from ..placement import PLACEMENTS, PromptPlacement, SequenceLayout, insert_prompt
+from ..plots import influence_figure, save_html
+from ..plots._style import FigureParts
+from ..plots.attention import attention_figure, attention_parts
+from ._base import Explorer, LiveFigure, apply_parts, parse_ints
+
+#: Prompt sources that are not files: ``SoftPrompt.init`` with ``init="text"`` ([SEP] copies + noise) or ``"random"``.
+PROMPT_INITS = ("text", "random")
+METHODS = ("ablation", "rollout", "gradient")
+WINDOW_OPTIONS = (2, 4, 8, 16, 32, 64, 128, 256, 512, None)
+FULL = "full"
+MEAN = "mean"
+#: Above this many positions the attention heatmap is pooled to blocks (prompt rows / columns stay exact).
+MAX_SIDE = 256
+
+
+@functools.lru_cache(maxsize=1)
+def default_model():
+    """The embedded all-MiniLM-L6-v2 ``(model, tokenizer, name)``, loaded once per process."""
+    from ..models import load_model
+
+    return load_model("default")
+
+
+@functools.lru_cache(maxsize=8)
+def _checkpoint_prompt(path: str, mtime: float) -> tuple[torch.Tensor, dict]:
+    from ..prompts.checkpoints import load_checkpoint
+
+    tensors, meta = load_checkpoint(Path(path))
+    if "prompt.weight" not in tensors:
+        raise ValueError(f"checkpoint {path} has no prompt (a head-only run); choose a run trained with a prompt")
+    return tensors["prompt.weight"].float(), meta
+
+
+def checkpoint_prompt(source: str | os.PathLike) -> tuple[torch.Tensor, dict, Path]:
+    """``(weight (n, H), meta, folder)`` of a trained prompt: a run folder (its newest undamaged
+    checkpoint), a checkpoint folder ``…/checkpoints/step-…``, or a file in one. Cached by path and
+    modification time. Raises ``ValueError`` naming the path when there is no usable checkpoint."""
+    from ..prompts.checkpoints import latest_checkpoint
+
+    path = Path(source).expanduser()
+    if path.is_file():
+        path = path.parent
+    if not path.is_dir():
+        raise ValueError(f"prompt {str(source)!r} is neither {' / '.join(PROMPT_INITS)} nor an existing run or "
+                         f"checkpoint folder")
+    if not (path / "state.json").is_file():
+        ckpt = latest_checkpoint(path)
+        if ckpt is None:
+            raise ValueError(f"{path} holds no checkpoint (no state.json, no checkpoints/step-…); give a run folder "
+                             f"of attnviz train or one of its checkpoints")
+        path = ckpt
+    weight, meta = _checkpoint_prompt(str(path.resolve()), (path / "state.safetensors").stat().st_mtime)
+    return weight, meta, path
+
+
+@dataclass(frozen=True)
+class InfluenceSettings:
+    """What the influence explorer's controls say, as plain values.
+
+    ``prompt``: ``"text"`` (copies of the separator token + a little noise, the default init of
+    :meth:`attnviz.prompts.SoftPrompt.init`), ``"random"``, or the path of a run / checkpoint
+    folder (its prompt has a fixed number of vectors: ``n_tokens`` must match). ``window`` None is
+    full attention. ``head`` None is the mean over heads. ``at`` / ``every`` are used by the
+    ``infix`` / ``scattered`` placements only. ``log`` colours the influence by its log10.
+    """
+
+    text: str = "The film was long, but the acting was very good and the plot kept me watching."
+    prompt: str = "text"
+    seed: int = 0
+    window: int | None = 8
+    global_positions: str = ""
+    global_prompt: bool = False
+    placement: str = "prefix"
+    n_tokens: int = 8
+    at: int = 0
+    every: int = 4
+    method: str = "ablation"
+    layer: int = 0
+    head: int | None = None
+    log: bool = False
+
+    def pattern(self, causal: bool = False) -> AttentionPattern:
+        return AttentionPattern(window=self.window, causal=causal,
+                                global_positions=parse_ints(self.global_positions, "global positions", minimum=0),
+                                global_prompt=self.global_prompt)
+
+    def placement_(self) -> PromptPlacement:
+        return PromptPlacement(self.placement, n_tokens=self.n_tokens,
+                               at=self.at if self.placement == "infix" else None,
+                               every=self.every if self.placement == "scattered" else None)
+
+
+@dataclass(frozen=True)
+class InfluenceView:
+    """Result of :func:`influence_view`: what the model ran on and what both figures show.
+
+    Attributes:
+        prompt: float32 ``(n, H)`` prompt vectors used.
+        prompt_source: where they came from (``"text init"``, ``"random init"`` or a checkpoint folder).
+        inputs: the batch ``{"input_ids" (1, T), "attention_mask" (1, T)}`` of the text.
+        maps: :class:`attnviz.capture.AttentionMaps` of the chosen layer, all heads.
+        influence: :class:`attnviz.influence.InfluenceMap` of the text (``values`` ``(1, layers + 1, L)``).
+        attention, influence_fig: the figures' data as :class:`~attnviz.plots._style.FigureParts`
+            (:func:`attnviz.plots.attention.attention_parts`; :func:`attnviz.plots.influence_figure`'s).
+        tokens: the position labels (prompt tokens ``<p0>``, ...).
+    """
+
+    settings: InfluenceSettings
+    pattern: AttentionPattern
+    layout: SequenceLayout
+    prompt: torch.Tensor
+    prompt_source: str
+    inputs: dict
+    maps: object
+    influence: object
+    attention: FigureParts
+    influence_fig: FigureParts
+    tokens: tuple = ()
+
+    @property
+    def summary(self) -> str:
+        return self.influence.summary() if hasattr(self.influence, "summary") else ""
+
+
+def _parts(fig: go.Figure) -> FigureParts:
+    """A built figure as parts for :func:`apply_parts` (shapes always given, so old ones are cleared)."""
+    layout = fig.layout.to_plotly_json()
+    layout.setdefault("shapes", [])
+    layout.setdefault("annotations", [])
+    return FigureParts(traces=list(fig.data), layout=layout)
+
+
+def prompt_vectors(model, tokenizer, settings: InfluenceSettings) -> tuple[torch.Tensor, str, dict | None]:
+    """``(weight (n, H), source, checkpoint meta or None)`` for ``settings.prompt``."""
+    from ..prompts.soft_prompt import SoftPrompt
+
+    hidden = model.get_input_embeddings().weight.shape[1]
+    source = settings.prompt.strip()
+    if source in PROMPT_INITS:
+        sp = SoftPrompt.init(model, tokenizer, settings.placement_(), source, seed=settings.seed)
+        return sp.weight.detach(), f"{source} init (seed {settings.seed})", None
+    weight, meta, folder = checkpoint_prompt(source)
+    if weight.shape[1] != hidden:
+        raise ValueError(f"the prompt in {folder} has hidden size {weight.shape[1]}, the model {hidden}; it was "
+                         f"trained on {meta.get('model', {}).get('model_id', 'another model')}")
+    if weight.shape[0] != settings.n_tokens:
+        raise ValueError(f"the prompt in {folder} has {weight.shape[0]} vectors; set tokens to {weight.shape[0]}")
+    return weight, str(folder), meta
+
+
+def influence_view(model, tokenizer, settings: InfluenceSettings, *, max_side: int = MAX_SIDE) -> InfluenceView:
+    """Everything the influence explorer draws for ``settings`` on ``model`` (eval mode, frozen).
+
+    The text is tokenized (truncated to the model's positions), the prompt put in at the
+    placement's positions (:func:`attnviz.insert_prompt`), and the model run under the pattern
+    (``dense`` backend) once for :func:`attnviz.capture_attention` of ``settings.layer`` (pooled
+    to blocks above ``max_side`` positions, prompt kept exact) and as
+    :func:`attnviz.prompt_influence` asks (``settings.method``). Raises ``ValueError`` /
+    ``TypeError`` naming the bad setting (shown in the explorer's UI).
+    """
+    from ..capture import capture_attention
+    from ..influence import _special_tokens, prompt_influence
+    from ..models.interface import _max_positions, with_pattern
+    from ..models.native import is_causal, num_layers_of
+    from ..plots.bertviz_view import token_labels
+
+    s = settings
+    if s.method not in METHODS:
+        raise ValueError(f"unknown method {s.method!r}; allowed: {', '.join(METHODS)}")
+    if not s.text.strip():
+        raise ValueError("the text is empty; type a sentence or two")
+    n_layers = num_layers_of(model)
+    if not 0 <= s.layer < n_layers:
+        raise ValueError(f"layer {s.layer} is outside 0..{n_layers - 1}")
+    pattern = s.pattern(causal=is_causal(model))
+    pattern.check_layers(n_layers)
+    placement = s.placement_()
+    weight, source, _ = prompt_vectors(model, tokenizer, s)
+    max_pos = _max_positions(model.config)
+    enc = tokenizer(s.text, return_tensors="pt", truncation=max_pos is not None,
+                    max_length=None if max_pos is None else max_pos - placement.n_tokens)
+    inputs = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+    cls, sep = _special_tokens(model, tokenizer, None)
+    T = inputs["input_ids"].shape[1]
+    if T - cls - sep < 1:
+        raise ValueError("the text gives no tokens; type a sentence or two")
+    layout = placement.layout(T - cls - sep, cls=cls, sep=sep)
+    pattern.global_mask(layout)  # global positions inside the sequence, with the reason if not
+    heads = model.config.num_attention_heads
+    if s.head is not None and not 0 <= s.head < heads:
+        raise ValueError(f"head {s.head} is outside 0..{heads - 1} (or 'mean')")
+
+    with torch.no_grad():
+        words = model.get_input_embeddings()(inputs["input_ids"])
+        embeds = insert_prompt(words, weight.to(words), layout)
+        L = layout.length
+        pool = None if L <= max_side else -(-L // max_side)
+        with with_pattern(model, pattern, layout, backend="dense") as m:
+            maps = capture_attention(m, {"inputs_embeds": embeds, "attention_mask": torch.ones(1, L, dtype=torch.long)},
+                                     layers=[s.layer], pool=pool, keep=layout if pool else None)
+    influence = prompt_influence(model, weight, inputs, pattern, placement, method=s.method, per_token=False,
+                                 tokenizer=tokenizer)
+    tokens = token_labels(layout, tokenizer.convert_ids_to_tokens(inputs["input_ids"][0].tolist()))
+    att = attention_parts(maps, layout, s.layer, s.head, tokens=tokens)
+    inf = influence_figure(influence, example=0, log=s.log)
+    return InfluenceView(settings=s, pattern=pattern, layout=layout, prompt=weight, prompt_source=source,
+                         inputs=inputs, maps=maps, influence=influence, attention=att, influence_fig=_parts(inf),
+                         tokens=tokens)
+
+
+def _window_label(w) -> str:
+    return FULL if w is None else str(w)
+
+
+class InfluenceExplorer(Explorer):
+    """Live attention heatmap and influence map of a soft prompt in a real model.
+
+    ``InfluenceExplorer(model=None, tokenizer=None, **settings)``: the model (default the embedded
+    MiniLM, loaded once) and starting values from :class:`InfluenceSettings`, e.g.
+    ``prompt="runs/bbc-w32"`` (a trained run), ``window=32, global_prompt=True``. ``figures`` has
+    ``"attention"`` and ``"influence"``; ``result`` is the last :class:`InfluenceView`;
+    ``set(window=64)`` changes controls from Python; ``export_html(path)`` writes an offline page.
+    """
+
+    def __init__(self, model=None, tokenizer=None, **initial):
+        super().__init__()
+        if (model is None) != (tokenizer is None):
+            raise TypeError("give both model= and tokenizer=, or neither (the embedded MiniLM)")
+        if model is None:
+            model, tokenizer, _ = default_model()
+        if model.training:
+            raise ValueError("the model is in training mode; call model.eval() first")
+        self.model, self.tokenizer = model, tokenizer
+        known = [f.name for f in dataclasses.fields(InfluenceSettings)]
+        unknown = sorted(set(initial) - set(known))
+        if unknown:
+            raise TypeError(f"unknown setting(s) {unknown}; known: {', '.join(known)}")
+        s = InfluenceSettings(**initial)
+        if s.prompt.strip() not in PROMPT_INITS and "n_tokens" not in initial:
+            s = dataclasses.replace(s, n_tokens=int(checkpoint_prompt(s.prompt)[0].shape[0]))
+        first = influence_view(model, tokenizer, s)  # bad starting values raise here, with the reason
+
+        from ..models.native import num_layers_of
+
+        n_layers, n_heads = num_layers_of(model), model.config.num_attention_heads
+        options = list(WINDOW_OPTIONS)
+        if s.window not in options:
+            options = sorted(o for o in options + [s.window] if o is not None) + [None]
+        wide = {"description_width": "initial"}
+        c = self.controls
+        c["text"] = widgets.Textarea(value=s.text, description="text", continuous_update=False, style=wide,
+                                     layout=widgets.Layout(width="640px", height="64px"))
+        c["prompt"] = widgets.Combobox(value=s.prompt, options=list(PROMPT_INITS), description="prompt",
+                                       placeholder="text | random | a run or checkpoint folder", ensure_option=False,
+                                       continuous_update=False, style=wide, layout=widgets.Layout(width="420px"))
+        c["seed"] = widgets.BoundedIntText(value=s.seed, min=0, max=2**31 - 1, description="init seed", style=wide,
+                                           layout=widgets.Layout(width="140px"))
+        c["window"] = widgets.SelectionSlider(options=[(_window_label(o), _window_label(o) if o is None else o)
+                                                       for o in options], value=self.control_value("window", s.window),
+                                              description="window", continuous_update=False, style=wide,
+                                              layout=widgets.Layout(width="330px"))
+        c["global_positions"] = widgets.Text(value=s.global_positions, description="global positions",
+                                             placeholder="e.g. 0", continuous_update=False, style=wide,
+                                             layout=widgets.Layout(width="200px"))
+        c["global_prompt"] = widgets.ToggleButton(value=s.global_prompt, description="global prompt",
+                                                  layout=widgets.Layout(width="120px"))
+        c["placement"] = widgets.Dropdown(options=list(PLACEMENTS), value=s.placement, description="placement",
+                                          style=wide, layout=widgets.Layout(width="180px"))
+        c["n_tokens"] = widgets.BoundedIntText(value=s.n_tokens, min=1, max=512, description="tokens", style=wide,
+                                               layout=widgets.Layout(width="120px"))
+        c["at"] = widgets.BoundedIntText(value=s.at, min=0, max=4096, description="at", style=wide,
+                                         layout=widgets.Layout(width="110px"))
+        c["every"] = widgets.BoundedIntText(value=s.every, min=1, max=4096, description="every", style=wide,
+                                            layout=widgets.Layout(width="110px"))
+        c["method"] = widgets.Dropdown(options=list(METHODS), value=s.method, description="influence", style=wide,
+                                       layout=widgets.Layout(width="190px"))
+        c["log"] = widgets.Checkbox(value=s.log, description="log colour", indent=False,
+                                    layout=widgets.Layout(width="100px"))
+        c["layer"] = widgets.IntSlider(value=s.layer, min=0, max=max(n_layers - 1, 1), description="attention of layer",
+                                       continuous_update=False, style=wide, layout=widgets.Layout(width="300px"))
+        c["head"] = widgets.Dropdown(options=[(MEAN, MEAN)] + [(str(h), h) for h in range(n_heads)],
+                                     value=self.control_value("head", s.head), description="head", style=wide,
+                                     layout=widgets.Layout(width="130px"))
+        for name, w in c.items():
+            w.add_class(f"attnviz-{name.replace('_', '-')}")
+
+        att = attention_figure(first.maps, first.layout, s.layer, s.head, tokens=first.tokens)
+        self.figures["influence"] = LiveFigure(layout=first.influence_fig.layout)
+        self.figures["attention"] = LiveFigure(data=att.data, layout=att.layout)
+        for name, f in self.figures.items():
+            f.add_class(f"attnviz-{name}-figure")
+        self.summary = widgets.HTML()
+        self.summary.add_class("attnviz-summary")
+        self.result: InfluenceView | None = None
+        self._sync_controls()
+        self.render(first)
+        self.status.value = self.status_text(first)
+        self._watch()
+
+        row = lambda *ws: widgets.HBox(list(ws), layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
+        label = lambda t: widgets.HTML(f"<b style='display:inline-block;width:80px'>{t}</b>")
+        self._view = widgets.VBox([
+            row(label("input"), c["text"]),
+            row(label("prompt"), c["prompt"], c["seed"], c["placement"], c["n_tokens"], c["at"], c["every"]),
+            row(label("attention"), c["window"], c["global_positions"], c["global_prompt"]),
+            self.message, self.summary,
+            row(c["method"], c["log"], self.status), self.figures["influence"],
+            row(c["layer"], c["head"]), self.figures["attention"],
+        ])
+        self._view.add_class("attnviz-explorer")
+
+    @property
+    def view(self) -> widgets.VBox:
+        return self._view
+
+    # ---- the three steps ----------------------------------------------------------------------
+    def settings(self) -> InfluenceSettings:
+        self._sync_controls()
+        values = {name: w.value for name, w in self.controls.items()}
+        values["window"] = None if values["window"] == FULL else values["window"]
+        values["head"] = None if values["head"] == MEAN else values["head"]
+        return InfluenceSettings(**values)
+
+    def control_value(self, name, value):
+        if name == "window" and value is None:
+            return FULL
+        if name == "head" and value is None:
+            return MEAN
+        return value
+
+    def compute(self, settings: InfluenceSettings) -> InfluenceView:
+        return influence_view(self.model, self.tokenizer, settings)
+
+    def render(self, result: InfluenceView) -> None:
+        apply_parts(self.figures["influence"], result.influence_fig)
+        apply_parts(self.figures["attention"], result.attention)
+        L = result.layout.length
+        self.summary.value = (f"<div style='font-size:14px;margin:4px 0'><b>{describe(result.pattern)}</b>, "
+                              f"{result.layout.n_prompt}-token {result.settings.placement} prompt "
+                              f"({result.prompt_source}), L={L}: {result.influence.summary()}</div>")
+        self.result = result
+
+    def status_text(self, result: InfluenceView) -> str:
+        ms = f"updated in {self.last_ms:.0f} ms · " if self.last_ms is not None else ""
+        return f'<span style="color:#666">{ms}{result.influence.method}, dense backend</span>'
+
+    def _sync_controls(self) -> None:
+        """Enable only the controls that matter; a checkpoint's prompt fixes the number of tokens."""
+        c = self.controls
+        self._quiet = True
+        try:
+            c["at"].disabled = c["placement"].value != "infix"
+            c["every"].disabled = c["placement"].value != "scattered"
+            from_file = c["prompt"].value.strip() not in PROMPT_INITS
+            c["seed"].disabled = from_file
+            c["n_tokens"].disabled = from_file
+            if from_file:
+                try:
+                    n = int(checkpoint_prompt(c["prompt"].value.strip())[0].shape[0])
+                except ValueError:
+                    return  # influence_view says why
+                if c["n_tokens"].value != n:
+                    c["n_tokens"].value = n
+        finally:
+            self._quiet = False
+
+    # ---- exports ------------------------------------------------------------------------------
+    def export_html(self, path: str | os.PathLike, title: str | None = None) -> Path:
+        """Write the current influence map and attention heatmap as one self-contained offline
+        HTML page (plotly.js inlined), atomically. Returns the path."""
+        view = influence_view(self.model, self.tokenizer, self.settings())  # raises on bad settings
+        s = view.settings
+        influence = go.Figure(layout=view.influence_fig.layout)
+        influence.add_traces(view.influence_fig.traces)
+        figs = [influence, attention_figure(view.maps, view.layout, s.layer, s.head, tokens=view.tokens)]
+        text = (f"{describe(view.pattern)}; {view.layout.n_prompt}-token {view.settings.placement} prompt "
+                f"({view.prompt_source}); text: {view.settings.text!r}. {view.influence.summary()}")
+        return save_html(figs, path, title=title or f"attnviz influence explorer — {describe(view.pattern)}", text=text)

@@ -1,0 +1,172 @@
+"""attnviz.widgets.InfluenceExplorer: setting controls redraws the attention heatmap with exactly
+the numbers of capture_attention and the influence map with exactly those of prompt_influence
+(computed here independently, on a tiny BERT); a trained checkpoint's prompt is used as saved;
+bad values show a message and leave the figures alone; the export is offline."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from attnviz import AttentionPattern, PromptPlacement, build_masks, capture_attention, insert_prompt, prompt_influence
+from attnviz.models import tiny_model
+from attnviz.models.interface import with_pattern
+from attnviz.prompts import SoftPrompt, load_checkpoint, train_soft_prompt
+from attnviz.widgets import InfluenceExplorer, InfluenceSettings, influence_view
+
+from _prompt_fixtures import make_run, tiny_tokenizer
+
+TEXT = "the film was very good and the plot was fine but the service was poor"
+
+
+@pytest.fixture(scope="module")
+def tok(tmp_path_factory):
+    return tiny_tokenizer(tmp_path_factory.mktemp("tok"))
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model("bert", num_hidden_layers=3)
+
+
+def _reference(model, tok, s: InfluenceSettings, weight=None):
+    """What the explorer should show, computed from the library directly."""
+    placement = PromptPlacement(s.placement, n_tokens=s.n_tokens, at=s.at if s.placement == "infix" else None,
+                                every=s.every if s.placement == "scattered" else None)
+    pattern = AttentionPattern(window=s.window, global_prompt=s.global_prompt,
+                               global_positions=tuple(int(p) for p in s.global_positions.split(",") if p.strip()))
+    if weight is None:
+        weight = SoftPrompt.init(model, tok, placement, s.prompt, seed=s.seed).weight.detach()
+    enc = tok(s.text, return_tensors="pt")
+    batch = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+    layout = placement.layout(enc["input_ids"].shape[1] - 2)
+    with torch.no_grad(), with_pattern(model, pattern, layout) as m:
+        embeds = insert_prompt(model.get_input_embeddings()(enc["input_ids"]), weight, layout)
+        maps = capture_attention(m, {"inputs_embeds": embeds, "attention_mask": torch.ones(1, layout.length)},
+                                 layers=[s.layer])
+    infl = prompt_influence(model, weight, batch, pattern, placement, method=s.method)
+    return pattern, layout, maps, infl
+
+
+def _check(ex: InfluenceExplorer, model, tok, weight=None):
+    assert ex.error is None, ex.error
+    s = ex.settings()
+    pattern, layout, maps, infl = _reference(model, tok, s, weight)
+    att = ex.figures["attention"].data[0]
+    expected = maps.values[0].mean(0) if s.head is None else maps.values[0, s.head]
+    z = np.asarray(att.z)
+    assert z.shape == (layout.length, layout.length)
+    assert np.array_equal(z, expected.numpy().astype(np.float64))
+    # nothing outside the pattern's mask, rows are probabilities
+    allowed = build_masks(pattern, layout, model.config.num_hidden_layers)[s.layer].numpy()
+    assert (z[~allowed] == 0).all()
+    np.testing.assert_allclose(z.sum(1), 1.0, atol=1e-5)
+    heat = ex.figures["influence"].data[0]
+    values = infl.values[0].numpy().astype(np.float64)
+    assert np.array_equal(np.asarray(heat.customdata), values)
+    # blank exactly where the influence is 0, and 0 wherever spread says the prompt has not arrived
+    assert np.array_equal(np.isnan(np.asarray(heat.z, dtype=float)), values == 0)
+    assert (values[~infl.reached[0].numpy()] == 0).all()
+    return pattern, layout, maps, infl
+
+
+def test_controls_redraw_to_capture_and_influence_numbers(model, tok):
+    ex = InfluenceExplorer(model, tok, text=TEXT, window=4, n_tokens=3)
+    assert set(ex.figures) == {"attention", "influence"}
+    _, layout, _, infl = _check(ex, model, tok)
+    assert layout.prompt_positions == (1, 2, 3)
+    assert ex.figures["attention"].layout.title.text.startswith("Attention in layer 0, mean of heads")
+
+    ex.set(window=8, layer=2, head=1, placement="infix", at=5)
+    _, layout, _, _ = _check(ex, model, tok)
+    assert layout.prompt_positions == (6, 7, 8)           # [CLS] + 5 text tokens, then the prompt
+    assert "layer 2, head 1" in ex.figures["attention"].layout.title.text
+
+    ex.set(window=2, global_prompt=True, method="rollout", head=None, layer=1)
+    _, layout, _, infl = _check(ex, model, tok)
+    assert infl.method == "rollout"
+    # a global prompt reaches every token after one layer: no blank cell above the embeddings row
+    assert (infl.values[0, 1:] > 0).all()
+
+    ex.set(placement="scattered", every=3, window=None, method="gradient")
+    _check(ex, model, tok)
+
+
+def test_window_bounds_how_far_the_prompt_reaches(model, tok):
+    """window=2 (one neighbour each side), 3 layers, prefix prompt at 1..2: after layer l the
+    influence is non-zero exactly up to position 2 + l (worked by hand), zero beyond."""
+    ex = InfluenceExplorer(model, tok, text=TEXT, window=2, n_tokens=2)
+    _, layout, _, infl = _check(ex, model, tok)
+    v = infl.values[0]
+    for l in range(1, 4):
+        assert (v[l, : 3 + l] > 0).all()
+        assert (v[l, 3 + l:] == 0).all()
+
+
+def test_checkpoint_prompt_is_used_as_saved(tmp_path):
+    model, train_rows, _ = make_run(tmp_path, n_tokens=4, window=4)
+    train_soft_prompt(model, train_rows, config=None, out_dir=tmp_path / "run", steps=3, batch_size=4,
+                      checkpoint_every=3, progress=False)
+    base, tok = model.base, tiny_tokenizer(tmp_path / "tok2")
+    saved = load_checkpoint(tmp_path / "run" / "checkpoints" / "step-00000003")[0]["prompt.weight"]
+    ex = InfluenceExplorer(base, tok, text=TEXT, prompt=str(tmp_path / "run"), window=4)
+    assert ex.controls["n_tokens"].value == 4 and ex.controls["n_tokens"].disabled
+    assert torch.equal(ex.result.prompt, saved)
+    assert ex.result.prompt_source.endswith("step-00000003")
+    _check(ex, base, tok, weight=saved)
+    ex.set(placement="suffix")                            # the trained vectors, moved elsewhere
+    _check(ex, base, tok, weight=saved)
+    ex.set(prompt="text", n_tokens=2)                    # back to an init: tokens free again
+    assert not ex.controls["n_tokens"].disabled
+    _check(ex, base, tok)
+
+
+def test_bad_values_show_a_message_and_keep_the_figures(model, tok):
+    ex = InfluenceExplorer(model, tok, text=TEXT, window=4, n_tokens=3)
+    before = np.asarray(ex.figures["influence"].data[0].customdata).copy()
+    ex.set(global_positions="999")
+    assert ex.error is not None and "999" in ex.error
+    assert "Cannot draw this" in ex.message.value
+    assert np.array_equal(np.asarray(ex.figures["influence"].data[0].customdata), before)
+    ex.set(global_positions="", prompt="/no/such/run")
+    assert "/no/such/run" in ex.error
+    ex.set(prompt="text", text="   ")
+    assert "empty" in ex.error
+    ex.set(text=TEXT)
+    assert ex.error is None and ex.message.value == ""
+    with pytest.raises(TypeError, match="unknown setting"):
+        InfluenceExplorer(model, tok, windw=4)
+    with pytest.raises(TypeError, match="both"):
+        InfluenceExplorer(model)
+
+
+def test_long_text_pools_the_heatmap_but_keeps_the_prompt_exact(model, tok):
+    s = InfluenceSettings(text=" ".join(["the film was good"] * 40), window=8, n_tokens=3)
+    view = influence_view(model, tok, s, max_side=64)
+    maps = view.maps
+    assert maps.pooled and maps.values.shape[-1] < view.layout.length
+    for p in view.layout.prompt_positions:                 # each prompt position is a unit of its own
+        assert maps.unit_sizes[maps.unit_of[p]] == 1
+    z = np.asarray(view.attention.traces[0].z)
+    assert np.array_equal(z, maps.values[0].mean(0).numpy().astype(np.float64))
+
+
+def test_export_html_is_offline(model, tok, tmp_path):
+    ex = InfluenceExplorer(model, tok, text=TEXT, window=4, n_tokens=3)
+    page = ex.export_html(tmp_path / "influence.html").read_text()
+    assert not re.search(r"<script[^>]+src=[\"']?https?:", page)
+    assert "window=4" in page and "How much the prompt changes each token" in page
+
+
+@pytest.mark.slow
+def test_default_model_is_the_embedded_minilm():
+    from attnviz.widgets.influence import default_model
+
+    ex = InfluenceExplorer(window=16, n_tokens=4, layer=5, head=3)
+    model, tok, name = default_model()
+    assert name == "all-MiniLM-L6-v2" and ex.model is model
+    assert InfluenceExplorer(window=8).model is model      # loaded once
+    _check(ex, model, tok)
