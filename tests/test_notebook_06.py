@@ -1,0 +1,39 @@
+"""notebooks/06_long_document_classification.ipynb runs in fast mode and prints what its prose says."""
+
+import re
+
+import pytest
+
+from _notebooks import output_text, run_notebook
+
+
+@pytest.mark.notebook
+@pytest.mark.timeout(600)
+def test_long_documents_notebook_runs_and_prints_the_evidence_far_story():
+    nb, seconds = run_notebook("06_long_document_classification.ipynb", timeout=300)
+    text = output_text(nb)
+    assert "attnviz notebook mode: fast" in text
+    # extend_positions: 2048 positions, short inputs bit-identical
+    assert "all-MiniLM-L6-v2: 2048 positions now; max difference on a short input: 0.0" in text
+    assert "article starts at position 257 with" in text
+    # structural: window 32, 6 layers -> [CLS] gathers from positions 0..96, none of them article tokens
+    off = re.search(r"window=32 +positions that can reach \[CLS\]: (\d+) of (\d+); article tokens among them: (\d+) of (\d+)", text)
+    assert off and off.group(1) == "97" and off.group(3) == "0"
+    on = re.search(r"window=32, global prompt +positions that can reach \[CLS\]: (\d+) of (\d+); "
+                   r"article tokens among them: (\d+) of (\d+)", text)
+    assert on and on.group(1) == on.group(2) and on.group(3) == on.group(4) == off.group(4)
+    assert "prompt reaches 100.0% of positions" in text
+    # measured: exactly zero on the article without global attention, > 0 with it
+    inf_off = re.search(r"window=32 +influence on \[CLS\] after 6 layers: ([\d.]+); on the article: max ([\d.]+); "
+                        r"exactly 0 wherever unreached: (\w+)", text)
+    inf_on = re.search(r"window=32, global prompt +influence on \[CLS\] after 6 layers: ([\d.]+); on the article: "
+                       r"max ([\d.]+); exactly 0 wherever unreached: (\w+)", text)
+    assert inf_off and inf_off.group(2) == "0.0000" and inf_off.group(3) == "True"
+    assert float(inf_off.group(1)) > 0   # the prefix prompt sits next to [CLS]
+    assert inf_on and float(inf_on.group(2)) > 0 and inf_on.group(3) == "True"
+    # the live cell: three rows; the head alone and the prompt without global attention cannot reach the article
+    rows = dict(re.findall(r"^(w32-[\w-]+) +accuracy ([\d.]+)", text, flags=re.M))
+    assert set(rows) == {"w32-head-only", "w32-prefix", "w32-prefix-global"}
+    assert re.search(r"w32-prefix-global +accuracy [\d.]+  prompt reaches \[CLS\]: True", text)
+    assert text.count('class="plotly-graph-div"') >= 4
+    assert seconds < 300
