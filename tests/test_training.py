@@ -150,3 +150,41 @@ def test_cli_train_resume_evaluate(tmp_path, capsys):
     with pytest.raises(SystemExit):
         _cli(["train", *common, "--n-tokens", "600", "--steps", "2", "--out", tmp_path / "x"])
     assert "do not fit the model's 512" in capsys.readouterr().err
+
+
+def test_led_prompt_global_in_the_encoder_trains_end_to_end(tmp_path):
+    """LED (encoder-decoder): the prompt goes into its encoder, native windows + prompt tokens global."""
+    from _prompt_fixtures import batch, encode
+    from attnviz import AttentionPattern, PromptPlacement
+    from attnviz.models import tiny_model
+    from attnviz.models.native import apply_native
+    from attnviz.prompts import ClassificationHead, PromptModel, SoftPrompt
+
+    tok = tiny_tokenizer(tmp_path / "tok")
+    base = tiny_model("led")                                   # LEDModel, attention_window [4, 4]
+    prompt = SoftPrompt.init(base, tok, PromptPlacement("prefix", n_tokens=4), seed=0)
+    torch.manual_seed(0)
+    model = PromptModel(base, ClassificationHead(32, 2, pooling="mean"), prompt,
+                        AttentionPattern(window=8, global_prompt=True), tokenizer=tok, model_id="tiny-led")
+    assert type(model.base).__name__ == "LEDEncoder" and model.backend == "native"
+    ids, mask, types = batch(tok, ["good film", "the food was very bad and poor"])
+    prepared = model.prepare(ids, mask, types)
+    assert "position_ids" not in prepared.inputs and "token_type_ids" not in prepared.inputs
+    # [CLS] P0..P3 text [SEP] (+ padding): exactly the 4 prompt slots are global
+    assert prepared.inputs["global_attention_mask"].tolist() == [[0, 1, 1, 1, 1] + [0] * 8] * 2
+    with torch.no_grad():
+        got = model.hidden_states(prepared)
+        previous = apply_native(model.base, {"attention_window": [8, 8]})
+        want = model.base(**prepared.inputs).last_hidden_state
+        apply_native(model.base, previous)
+    assert torch.equal(got, want) and model.base.config.attention_window == [4, 4]   # restored after the call
+
+    rows = sentiment_rows(48, 0)
+    train, test = encode(tok, rows), encode(tok, sentiment_rows(16, 1))
+    before = evaluate(model, test)
+    result = train_soft_prompt(model, train, test, out_dir=tmp_path / "run", progress=False,
+                               config=TrainConfig(steps=40, batch_size=8, eval_every=20, lr_prompt=0.1, lr_head=0.1))
+    assert result.trainable == {"prompt": 4 * 32, "head": 66, "base": 0, "total": 194}
+    assert all(p.grad is None for p in model.base.parameters())
+    assert result.eval["loss"] < before["loss"] - 0.05, (before, result.eval)
+    assert result.checkpoint.name == "step-00000040"

@@ -24,7 +24,7 @@ DEFAULTS = {
     "pooling": "cls", "backend": "dense", "prune": True, "steps": 300, "batch_size": 8, "lr_prompt": 3e-2,
     "lr_head": 1e-2, "optimizer": "adamw", "schedule": "linear", "warmup": 0.1, "max_grad_norm": 1.0,
     "eval_every": 50, "checkpoint_every": 50, "seed": 0, "mixed_precision": "no", "max_length": 128,
-    "train_limit": None, "eval_limit": None, "nli_source": None, "balanced": False,
+    "train_limit": None, "eval_limit": None, "nli_source": None, "balanced": False, "deep": False,
 }
 
 
@@ -90,6 +90,8 @@ def add_train_commands(subparsers) -> None:
                    help="prompt initialisation (default text: copies of [SEP] + noise, the best start measured)")
     s.add_argument("--init-text", default=None, help="the phrase for --init text")
     s.add_argument("--pooling", choices=POOLINGS, default=None, help="what the head reads (default cls)")
+    s.add_argument("--deep", action="store_true", default=None,
+                   help="deep prompt (P-tuning v2 style): per-layer prompt vectors added at every layer's input")
     s.add_argument("--backend", choices=BACKENDS, default=None, help="attention backend (default dense; flex cannot train on CPU)")
     s.add_argument("--no-prune", dest="prune", action="store_false", default=None,
                    help="turn off reach-aware pruning (on by default where exact)")
@@ -192,7 +194,7 @@ def build_model(s: dict, loaded, num_labels: int, label_names=None, *, init: boo
     head = ClassificationHead(hidden, num_labels, pooling=s["pooling"])
     backend = s["backend"]
     return PromptModel(base, head, prompt, _pattern(s), backend=backend, prune="auto" if s["prune"] else False,
-                       tokenizer=tokenizer, model_id=name)
+                       tokenizer=tokenizer, model_id=name, deep=bool(s.get("deep")) and prompt is not None)
 
 
 # ---- commands -----------------------------------------------------------------------------------

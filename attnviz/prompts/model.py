@@ -20,7 +20,13 @@
    ``attention_window`` and a ``global_attention_mask`` with the prompt positions
    (:mod:`attnviz.models.native`);
 5. reach-aware pruning (:mod:`attnviz.prompts.pruning`) when the head reads one position;
-6. the head on the final hidden states.
+6. with ``deep=True`` (P-tuning v2 style), per-layer prompt vectors ``prompt.deep[l]`` added to the
+   prompt slots' hidden states at the input of every layer ``l`` (forward pre-hooks that exist only
+   during the call);
+7. the head on the final hidden states.
+
+LED (encoder-decoder): the prompt is trained on its encoder (``get_encoder()``) with native
+windows and a ``global_attention_mask`` holding the prompt positions when ``global_prompt``.
 
 The base model is frozen: its parameters never require gradients and it stays in eval mode
 (dropout off), also under ``PromptModel.train()``: the prompt is trained against the same function
@@ -44,7 +50,8 @@ from .pruning import readout_reach, row_masks
 from .soft_prompt import SoftPrompt
 
 PRUNE = ("auto", True, False)
-NATIVE = ("longformer",)
+NATIVE = ("longformer", "led")
+_NO_POSITION_IDS = ("led",)  # LED's encoder numbers positions itself (and takes no position_ids)
 _OFFSET_POSITION_TYPES = ("roberta", "xlm-roberta", "camembert", "longformer")
 _CACHE = 64
 
@@ -71,6 +78,8 @@ class PreparedBatch:
         masks: bool ``(layers, B, K, K)`` per-row masks, or None (``with_pattern`` on ``layout``).
         kept: long ``(B, K)``: original slot of each computed slot (pruning), or None.
         length: ``L``, the unpruned length.
+        prompt_slot: long ``(B, K)``: prompt ordinal ``j`` of each computed slot, ``-1`` for text
+            and padding (deep prompts add their per-layer vectors there), or None (no prompt).
     """
 
     inputs: dict
@@ -79,6 +88,7 @@ class PreparedBatch:
     masks: torch.Tensor | None
     kept: torch.Tensor | None
     length: int
+    prompt_slot: torch.Tensor | None = None
 
 
 def _special_tokens(tokenizer) -> tuple[bool, bool]:
@@ -108,11 +118,18 @@ class PromptModel(nn.Module):
         special_tokens: ``(cls, sep)`` instead of asking the tokenizer; default ``(True, True)``
             for encoders, ``(False, False)`` for decoders.
         model_id: the name checkpoints record (e.g. ``"all-MiniLM-L6-v2"``).
+        deep: P-tuning-v2-style deep prompt: ``prompt.deep`` ``(layers, n_tokens, H)`` (made with
+            :meth:`SoftPrompt.add_layers`, zeros, if the prompt is not deep yet) is added to the
+            prompt slots' hidden states at the input of every layer. Step 0 equals the shallow
+            prompt exactly; the trainable count grows by ``layers * n_tokens * H``. Checkpoints save
+            and resume it (``prompt.deep``); it is not a PEFT prompt-tuning adapter, so
+            :func:`~attnviz.prompts.export_peft_adapter` refuses it.
     """
 
     def __init__(self, base, head: nn.Module, prompt: SoftPrompt | None = None,
                  pattern: AttentionPattern | None = None, *, backend: str = "dense", prune="auto",
-                 tokenizer=None, special_tokens: tuple[bool, bool] | None = None, model_id: str | None = None):
+                 tokenizer=None, special_tokens: tuple[bool, bool] | None = None, model_id: str | None = None,
+                 deep: bool = False):
         super().__init__()
         prefix = getattr(base, "base_model_prefix", None)
         if prefix and isinstance(getattr(base, prefix, None), nn.Module):
@@ -120,9 +137,11 @@ class PromptModel(nn.Module):
         if not hasattr(base, "get_input_embeddings") or not hasattr(base, "config"):
             raise TypeError(f"base must be a transformers model, got {type(base).__name__}")
         self.family = family_of(base)
-        if self.family == "led" or getattr(base.config, "is_encoder_decoder", False):
+        if self.family == "led" and hasattr(base, "get_encoder"):
+            base = base.get_encoder()  # LED: the prompt goes into the encoder (native windows + global prompt)
+        elif self.family != "led" and getattr(base.config, "is_encoder_decoder", False):
             raise ValueError(f"{type(base).__name__} is an encoder-decoder; PromptModel trains prompts on encoders "
-                             f"(BERT, MiniLM, Longformer) and decoders (GPT-2, Mistral); LED is not supported yet")
+                             f"(BERT, MiniLM, Longformer, LED's encoder) and decoders (GPT-2, Mistral)")
         if not isinstance(head, (ClassificationHead, QAHead)):
             raise TypeError(f"head must be a ClassificationHead or QAHead, got {type(head).__name__}")
         hidden = base.get_input_embeddings().weight.shape[1]
@@ -152,6 +171,15 @@ class PromptModel(nn.Module):
                              + (" ('native' is for Longformer)" if backend == "native" else ""))
         if prune not in PRUNE:
             raise ValueError(f"prune must be 'auto', True or False, got {prune!r}")
+        if not isinstance(deep, bool):
+            raise TypeError(f"deep must be True or False, got {deep!r}")
+        if deep and prompt is None:
+            raise ValueError("deep=True needs a prompt (it adds per-layer prompt vectors); got prompt=None")
+        if prompt is not None and prompt.is_deep and not deep:
+            raise ValueError(f"the prompt is deep over {prompt.deep.shape[0]} layers; build the model with deep=True")
+        self._layer_modules = _layer_modules(base, self.num_layers) if deep else None
+        if deep:
+            prompt.add_layers(self.num_layers)
 
         for p in base.parameters():
             p.requires_grad_(False)
@@ -187,6 +215,10 @@ class PromptModel(nn.Module):
     def n_tokens(self) -> int:
         return 0 if self.prompt is None else self.prompt.n_tokens
 
+    @property
+    def deep(self) -> bool:
+        return self.prompt is not None and self.prompt.is_deep
+
     def trainable_parameters(self) -> dict[str, int]:
         """Trainable parameter counts: ``{"prompt": n_tokens * H, "head": ..., "base": 0, "total": ...}``."""
         count = lambda mod: 0 if mod is None else sum(p.numel() for p in mod.parameters() if p.requires_grad)
@@ -196,7 +228,8 @@ class PromptModel(nn.Module):
 
     def describe(self) -> str:
         """One line, e.g. ``"20-token prefix prompt, window=32, dense, cls head (5 labels)"``."""
-        p = "no prompt (head only)" if self.prompt is None else f"{self.n_tokens}-token {self.placement.kind} prompt"
+        p = ("no prompt (head only)" if self.prompt is None else
+             f"{self.n_tokens}-token {self.placement.kind} {'deep ' if self.deep else ''}prompt")
         h = (f"{self.head.pooling} head ({self.head.num_labels} labels)" if isinstance(self.head, ClassificationHead)
              else "QA head")
         return f"{p}, {describe(self.pattern)}, {self.backend}, {h}"
@@ -209,6 +242,7 @@ class PromptModel(nn.Module):
             "placement": None if self.prompt is None else asdict(self.placement),
             "head": self.head.config(), "backend": self.backend, "prune": self.prune,
             "special_tokens": list(self.special_tokens),
+            **({"deep": True} if self.deep else {}),
         }
 
     def train(self, mode: bool = True):
@@ -333,6 +367,7 @@ class PromptModel(nn.Module):
         words = self.base.get_input_embeddings()(input_ids)                  # (B, T, H)
         embeds = self._insert(words, lengths_cpu, plans, shared_plan if shared else None, L)
         is_prompt = G >= T
+        prompt_slot = torch.where(is_prompt & valid, G - T, torch.full_like(G, -1))
         token_slot = torch.full((B, T), -1, dtype=torch.long, device=device)
         real = valid & ~is_prompt
         rows, slots = real.nonzero(as_tuple=True)
@@ -370,6 +405,7 @@ class PromptModel(nn.Module):
                 embeds = embeds.gather(1, kept[..., None].expand(-1, -1, embeds.shape[-1]))
                 position_ids = position_ids.gather(1, kept)
                 types = types.gather(1, kept)
+                prompt_slot = torch.where(kvalid, prompt_slot.gather(1, kept), torch.full_like(kept, -1))
                 text = text.gather(1, kept) & kvalid
                 valid = valid.gather(1, kept) & kvalid
                 token_slot = torch.where(token_slot >= 0, inverse.gather(1, token_slot.clamp(min=0)), token_slot)
@@ -393,6 +429,8 @@ class PromptModel(nn.Module):
         self.last_info = info
 
         inputs = {"inputs_embeds": embeds, "attention_mask": valid.long(), "position_ids": position_ids}
+        if self.family in _NO_POSITION_IDS:
+            del inputs["position_ids"]  # 0..L-1 either way: the layout numbers slots from 0
         if self._pass_token_types:
             inputs["token_type_ids"] = types
         if self.backend == "native":
@@ -401,7 +439,8 @@ class PromptModel(nn.Module):
                 lay = plans[int(lengths_cpu[b])].layout
                 g[b, :lay.length] = self.pattern.global_mask(lay).long()
             inputs["global_attention_mask"] = g.to(device)
-        return PreparedBatch(inputs, Readout(readout, text, token_slot), layout, masks, kept, L)
+        return PreparedBatch(inputs, Readout(readout, text, token_slot), layout, masks, kept, L,
+                             None if self.prompt is None else prompt_slot)
 
     def _insert(self, words, lengths, plans, shared_plan, L) -> torch.Tensor:
         """``(B, L, H)``: the prompt put into each row with :func:`attnviz.insert_prompt`."""
@@ -430,6 +469,36 @@ class PromptModel(nn.Module):
     # ---- forward ----------------------------------------------------------------------------
     def hidden_states(self, batch: PreparedBatch) -> torch.Tensor:
         """Final hidden states ``(B, K, H)`` of the base model on a prepared batch."""
+        if not self.deep:
+            return self._hidden_states(batch)
+        if self._layer_modules is None:  # the prompt was made deep after this model was built
+            self._layer_modules = _layer_modules(self.base, self.num_layers)
+        hooks = [layer.register_forward_pre_hook(self._deep_hook(i, batch.prompt_slot), with_kwargs=True)
+                 for i, layer in enumerate(self._layer_modules)]
+        try:
+            return self._hidden_states(batch)
+        finally:
+            for h in hooks:
+                h.remove()
+
+    def _deep_hook(self, layer: int, prompt_slot: torch.Tensor):
+        """Pre-hook of layer ``layer``: hidden ``(B, K', H)`` += ``deep[layer]`` at the prompt slots
+        (``K' >= K``: Longformer pads to its window inside the model; the extra slots get nothing)."""
+        is_prompt = (prompt_slot >= 0)[..., None]
+
+        def hook(module, args, kwargs):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            add = self.prompt.deep[layer][prompt_slot.clamp(min=0)] * is_prompt          # (B, K, H)
+            if hidden.shape[1] > add.shape[1]:
+                add = torch.nn.functional.pad(add, (0, 0, 0, hidden.shape[1] - add.shape[1]))
+            hidden = hidden + add.to(hidden.dtype)
+            if args:
+                return (hidden, *args[1:]), kwargs
+            return args, dict(kwargs, hidden_states=hidden)
+
+        return hook
+
+    def _hidden_states(self, batch: PreparedBatch) -> torch.Tensor:
         if batch.masks is not None:
             with row_masks(self.base, batch.masks, self.backend):
                 out = self.base(**batch.inputs)
@@ -451,6 +520,19 @@ class PromptModel(nn.Module):
         """Logits: ``(B, num_labels)`` for classification, ``(start (B, T), end (B, T))`` for QA."""
         batch = self.prepare(input_ids, attention_mask, token_type_ids)
         return self.head(self.hidden_states(batch), batch.readout)
+
+
+def _layer_modules(base, num_layers: int) -> list:
+    """The ``num_layers`` transformer blocks of ``base`` (BERT / Longformer ``encoder.layer``,
+    GPT-2 ``h``, Llama / Mistral ``layers``), for the deep prompt's pre-hooks."""
+    for path in ("encoder.layer", "encoder.layers", "h", "layers", "transformer.h"):
+        obj = base
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+        if isinstance(obj, nn.ModuleList) and len(obj) == num_layers:
+            return list(obj)
+    raise ValueError(f"deep=True needs the model's list of {num_layers} layers; none found on {type(base).__name__} "
+                     f"(looked for encoder.layer, h, layers); use deep=False")
 
 
 def _is_decoder(base) -> bool:

@@ -92,6 +92,10 @@ def _prompt_tensor(prompt) -> tuple[torch.Tensor, PromptPlacement | None]:
     """``(weight (n, H), placement or None)`` from a tensor or an object with ``.weight`` (and
     maybe ``.placement``), such as ``attnviz.prompts.SoftPrompt``."""
     placement = getattr(prompt, "placement", None)
+    if getattr(prompt, "deep", None) is not None and isinstance(prompt.deep, torch.Tensor):
+        raise ValueError("this is a deep prompt (per-layer vectors, PromptModel(deep=True)); a PEFT prompt-tuning adapter "
+                         "holds input embeddings only, so exporting it would silently drop the layers. Export a "
+                         "shallow prompt, or save the deep one with attnviz checkpoints")
     weight = getattr(prompt, "weight", prompt)
     if not isinstance(weight, torch.Tensor):
         raise TypeError(f"prompt must be a (n, H) tensor or have a .weight tensor, got {type(prompt).__name__}")

@@ -283,7 +283,7 @@ def _unwrap(model, accelerator):
 def _optimizer(model: PromptModel, cfg: TrainConfig) -> torch.optim.Optimizer:
     groups = []
     if model.prompt is not None:
-        groups.append({"params": [model.prompt.weight], "lr": cfg.lr_prompt, "weight_decay": 0.0})
+        groups.append({"params": list(model.prompt.parameters()), "lr": cfg.lr_prompt, "weight_decay": 0.0})  # + .deep
     groups.append({"params": [p for p in model.head.parameters() if p.requires_grad], "lr": cfg.lr_head,
                    "weight_decay": cfg.weight_decay})
     if cfg.optimizer == "adamw":
@@ -407,6 +407,8 @@ def train_soft_prompt(
         path = None
         if acc.is_main_process:
             tensors = {"prompt.weight": inner.prompt.weight} if inner.prompt is not None else {}
+            if inner.prompt is not None and inner.prompt.deep is not None:
+                tensors["prompt.deep"] = inner.prompt.deep
             tensors.update({f"head.{k}": v for k, v in inner.head.state_dict().items()})
             opt_t, opt_j = optimizer_to_flat(optimizer.state_dict())
             rng_t, rng_j = rng_state()
@@ -528,8 +530,15 @@ def _load_weights(model: PromptModel, tensors: dict[str, torch.Tensor]) -> None:
     if model.prompt is not None:
         if "prompt.weight" not in tensors:
             raise CheckpointError("the checkpoint has no prompt (a head-only run); build the model with prompt=None")
+        saved_deep = "prompt.deep" in tensors
+        if saved_deep != model.prompt.is_deep:
+            kind = lambda deep: "deep (a prompt per layer)" if deep else "shallow"
+            raise CheckpointError(f"the checkpoint's prompt is {kind(saved_deep)}, this model's is "
+                                  f"{kind(model.prompt.is_deep)}; build the PromptModel with deep={saved_deep}")
         with torch.no_grad():
             model.prompt.weight.copy_(tensors["prompt.weight"])
+        if model.prompt.is_deep:
+            model.prompt.add_layers(model.prompt.deep.shape[0], tensors["prompt.deep"])
     head = {k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")}
     model.head.load_state_dict(head)
 

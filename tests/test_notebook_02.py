@@ -1,0 +1,41 @@
+"""notebooks/02_prompt_tuning_basics runs top to bottom (fast mode): trains both arms, reloads exactly,
+and the exported PEFT adapter reproduces attnviz's hidden states."""
+
+import re
+
+import pytest
+
+from _notebooks import output_text, run_notebook
+
+
+@pytest.fixture(scope="module")
+def text():
+    nb, seconds = run_notebook("02_prompt_tuning_basics.ipynb", timeout=180)
+    assert seconds < 180
+    return output_text(nb)
+
+
+@pytest.mark.notebook
+@pytest.mark.timeout(300)
+def test_prompt_and_layout(text):
+    assert "prompt: (20, 384) initialised from '[SEP]' with noise 0.1" in text
+    # "start": 20 prompt slots 0..19, then [CLS] at 20; 6 text tokens + [CLS] + [SEP] + 20 = 28
+    assert "layout of a 6-token text: 28 positions; prompt at 0 ... 19 ; [CLS] at 20" in text
+    assert "labels ['entailment', 'neutral', 'contradiction']; 60 training pairs, 24 held-out pairs" in text
+
+
+@pytest.mark.notebook
+@pytest.mark.timeout(300)
+def test_both_arms_train_the_same_steps(text):
+    found = re.findall(r"^(head only|prompt \+ head)\s+steps\s+4\s+held-out accuracy (\d\.\d{3})\s+trainable\s+([\d,]+)",
+                       text, re.M)
+    assert {arm: trainable for arm, _, trainable in found} == {"head only": "1,155", "prompt + head": "8,835"}  # 384*3+3; +20*384
+
+
+@pytest.mark.notebook
+@pytest.mark.timeout(300)
+def test_reload_is_exact_and_peft_agrees(text):
+    assert "step 4 | reloaded logits identical: True" in text
+    assert "adapter files: ['adapter_config.json', 'adapter_model.safetensors']" in text
+    diff = float(re.search(r"max difference to attnviz: (\S+)", text).group(1))
+    assert diff < 1e-5
