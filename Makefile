@@ -11,13 +11,14 @@ PYTEST_ARGS   ?=
 # Jupyter refuses to run as root unless told; containers and CI machines often are root.
 ALLOW_ROOT    := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup lab test demo bench clean help
+.PHONY: setup lab test demo bench handouts clean help
 
 help:
 	@echo "make lab    - set up, then open JupyterLab on notebooks/00_start_here.ipynb (127.0.0.1:$(PORT))"
 	@echo "make test   - set up, then run the test suite"
 	@echo "make demo   - write demo/spread.html with the attnviz CLI"
 	@echo "make bench  - run the benchmarks into benchmarks/results/"
+	@echo "make handouts - execute every notebook (fast; FAST=0 for full) into handouts/*.html, offline pages"
 
 setup: $(STAMP)
 
@@ -47,5 +48,10 @@ demo: setup
 bench: setup
 	$(BIN)/python -m benchmarks
 
+# Execute notebooks/*.ipynb (ATTNVIZ_FAST=1; FAST=0 for the full runs) and export offline HTML to handouts/.
+FAST          ?= 1
+handouts: setup
+	$(BIN)/python -m attnviz.handouts --out handouts $(if $(filter 0,$(FAST)),--full,)
+
 clean:
-	rm -rf demo .pytest_cache
+	rm -rf demo handouts .pytest_cache

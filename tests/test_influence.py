@@ -334,3 +334,15 @@ def test_rollout_from_captured_attention_maps_exact_and_pooled(bert):
     torch.testing.assert_close(units[0, p], torch.eye(3))                    # kept prompt units start at 1
     # [CLS] (position 0) is a unit of its own; pooling the text around it makes its rollout approximate
     torch.testing.assert_close(units[:, 0].sum(-1), r.values[0, :, 0], rtol=0.05, atol=1e-3)
+
+
+def test_a_prompt_model_stands_for_its_frozen_base(bert):
+    """PromptModel has a .config() *method*; influence must still run on its .base (regression)."""
+    from attnviz.prompts import ClassificationHead, PromptModel
+
+    placement = PromptPlacement("prefix", 4)
+    obj = SimpleNamespace(weight=torch.nn.Parameter(_prompt(4)), placement=placement)
+    wrapped = PromptModel(bert, ClassificationHead(H, 3), None, AttentionPattern(window=4))
+    a = prompt_influence(wrapped, obj, _batch(), AttentionPattern(window=4))
+    b = prompt_influence(bert, obj, _batch(), AttentionPattern(window=4))
+    assert torch.equal(a.values, b.values)

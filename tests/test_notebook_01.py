@@ -1,0 +1,52 @@
+"""notebooks/01_attention_windows runs top to bottom (fast mode) and prints the library's numbers."""
+
+import pytest
+
+from _notebooks import output_text, run_notebook
+from attnviz import AttentionPattern, PromptPlacement, build_masks, describe, plain_layout, spread
+from attnviz.costs import allowed_pairs, attention_cost
+from attnviz.models.native import bigbird_global_positions
+
+
+@pytest.fixture(scope="module")
+def text():
+    nb, seconds = run_notebook("01_attention_windows.ipynb", timeout=600)
+    return output_text(nb)
+
+
+@pytest.mark.notebook
+@pytest.mark.timeout(1200)
+def test_patterns_costs_and_receptive_field(text):
+    layout = plain_layout(62)
+    bigbird = AttentionPattern(window=8, block_size=4, random_blocks=1, global_positions=bigbird_global_positions(4, 64))
+    assert f"BigBird blocks            {describe(bigbird):58s} pairs {allowed_pairs(bigbird, layout, 0):5d} of 4096" in text
+    assert "sliding (Longformer)      window=8" in text and "pairs   556 of 4096" in text  # 64*9 - 2*(4+3+2+1)
+    assert "causal sliding (Mistral)  causal window=8" in text and "pairs   484 of 4096" in text  # 64*8 - 28
+    full = attention_cost(None, 16384, 12, 12, 64)
+    win = attention_cost(AttentionPattern(window=512), 16384, 12, 12, 64, implementation="sparse")
+    assert f" 16384 {full.pairs:14,d} {win.pairs:13,d} {full.peak_bytes / 2**20:9.0f}" in text
+    assert full.pairs == 12 * 16384 ** 2
+    assert round(full.peak_bytes / 2**30) == 25 and win.peak_bytes < 2**30      # what the prose says
+    text_layout = PromptPlacement("infix", n_tokens=1, at=500).layout(text_len=1000)
+    (middle,) = text_layout.prompt_positions
+    assert middle == 501                                            # [CLS] + 500 text tokens before it
+    for w, d, reach in [(8, 1, 24), (32, 1, 96), (64, 1, 192), (32, 2, 192)]:
+        r = spread(build_masks(AttentionPattern(window=w, dilation=d), text_layout, 6), [middle])
+        hit = r.reached[-1].nonzero().flatten()
+        assert hit.max().item() - middle == reach == middle - hit.min().item()
+        assert (f"window {w:2d} dilation {d}: reaches {middle - reach}..{middle + reach}, {reach} positions each way; "
+                f"layers x w/2 x dilation = {reach}") in text
+
+
+@pytest.mark.notebook
+@pytest.mark.timeout(1200)
+def test_global_attention_three_ways_match_the_pattern(text):
+    assert "plain PyTorch mask == attnviz build_masks: True" in text
+    assert "config: {'attention_window': [4, 8]}" in text
+    assert "global_attention_mask: [[1, 1, 1, 0, 0," in text
+    assert text.count("pattern_of(model) == pattern: True") == 2          # Longformer and Mistral
+    assert text.count("largest attention outside the mask: 0.0") == 3     # Longformer, LED encoder, Mistral
+    assert "every allowed pair gets attention:  True" in text
+    assert "LED decoder pattern: full causal attention" in text
+    assert "config: {'sliding_window': 8}" in text
+    assert text.count('class="plotly-graph-div"') >= 4
