@@ -539,8 +539,9 @@ def prompt_influence(
         raise ValueError(f"integrated=True is integrated gradients, for method='gradient', not {method!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")
-    if not hasattr(model, "config") and hasattr(getattr(model, "base", None), "config"):
-        model = model.base  # an attnviz.prompts.PromptModel: its frozen base model
+    base_of = getattr(model, "base", None)
+    if (callable(getattr(model, "config", None)) or not hasattr(model, "config")) and hasattr(base_of, "config"):
+        model = base_of  # an attnviz.prompts.PromptModel (its .config() is a method): its frozen base model
     base = _base_model(model)
     if base.training:
         raise ValueError("the model is in training mode (dropout on, so the two runs would differ at random); "

@@ -6,7 +6,11 @@ import time
 
 BENCHMARKS = {
     "attention_forward": "Forward time and net attention memory: stock sdpa vs dense-masked vs flex vs native Longformer",
+    "long_attention": "Dense vs sdpa vs flex vs native Longformer, forward and forward+backward, L up to 16k (2-layer slice)",
     "explorer_latency": "Pattern explorer: control change -> figure data ready, L up to 16384 x 24 layers, vs the dense path",
+    "training_step": "Prompt-tuning training step: attnviz vs PEFT (identical batches), and reach-aware pruning's speed-up",
+    "memory_model": "Analytic vs measured attention memory per configuration (dense, windows, globals, BigBird, causal; Longformer's kernel)",
+    "notebook_times": "Seconds to execute each notebooks/*.ipynb top to bottom (ATTNVIZ_FAST=1, optionally full)",
 }
 
 

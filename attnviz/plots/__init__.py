@@ -5,6 +5,9 @@
 * :func:`save_html` — one self-contained offline page from figures (``plots/html.py``)
 * :func:`influence_figure`, :func:`influence_distance_figure`, :func:`attribution_figure` — measured
   prompt influence (``plots/influence.py``)
+* :func:`attention_figure` — one layer's captured attention, prompt and segments marked (``plots/attention.py``)
+* :func:`training_figure` — loss and accuracy curves of a run (``plots/training.py``)
+* :func:`cost_figure` — attention memory and time vs length, dense against windowed (``plots/costs.py``)
 * :func:`head_view`, :func:`model_view` — bertviz's views, working offline (``plots/bertviz_view.py``)
 """
 
@@ -13,6 +16,10 @@ from .masks import mask_figure
 from .spread import spread_figure
 from .bertviz_view import BertvizView, head_view, model_view
 from .influence import attribution_figure, influence_distance_figure, influence_figure
+from .costs import cost_figure
+from .attention import attention_figure
+from .training import training_figure
 
 __all__ = ["mask_figure", "spread_figure", "save_html", "BertvizView", "head_view", "model_view",
-           "influence_figure", "influence_distance_figure", "attribution_figure"]
+           "influence_figure", "influence_distance_figure", "attribution_figure", "attention_figure",
+           "training_figure", "cost_figure"]
