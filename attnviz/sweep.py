@@ -651,19 +651,35 @@ def accuracy_figure(rows: list[dict]):
 
 def influence_by_layer_figure(rows: list[dict]):
     """Lines: mean ablation influence of the trained prompt on the readout token ``[CLS]``, layer
-    by layer, one line per prompt cell (exact zeros before the prompt arrives; log axis)."""
-    import plotly.graph_objects as go
+    by layer (log axis; exact zeros, where the prompt has not arrived, leave gaps). Two panels,
+    global prompt off | on; colour = placement, dash = window, black = full attention. A cell whose
+    prompt never reaches ``[CLS]`` is named "never" in the legend (it has no points)."""
+    from plotly.subplots import make_subplots
 
-    fig = go.Figure()
+    colours = {"prefix": "#1f77b4", "suffix": "#ff7f0e", "scattered": "#2ca02c", "infix": "#9467bd", "start": "#8c564b"}
+    windows = sorted({r["window"] for r in rows if r["window"] is not None})
+    dashes = dict(zip(windows, ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"] * 4))
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=("global prompt off", "global prompt on"))
     for r in rows:
         vals = r.get("influence_cls_by_layer")
         if not vals or r.get("same_as"):
             continue
         y = [v if v > 0 else None for v in vals]
-        fig.add_scatter(x=list(range(len(vals))), y=y, mode="lines+markers", name=r["key"], connectgaps=False)
-    fig.update_layout(title="Influence of the prompt on [CLS], layer by layer (blank = exactly 0: not reached yet)",
-                      xaxis=dict(title="layer (0 = embeddings)", dtick=1), yaxis=dict(title="relative change", type="log"),
-                      template="plotly_white", width=1000, height=450)
+        full = r["window"] is None
+        name = f"{'full' if full else 'w' + str(r['window'])} {r['placement']}" + ("" if any(y) else " (never)")
+        line = dict(color="black" if full else colours.get(r["placement"], "#7f7f7f"),
+                    dash="solid" if full else dashes[r["window"]], width=2)
+        fig.add_scatter(x=list(range(len(vals))), y=y, mode="lines+markers", name=name, line=line,
+                        legendgroup="on" if r["global_prompt"] else "off",
+                        legendgrouptitle_text="global on" if r["global_prompt"] else "global off",
+                        connectgaps=False, row=1, col=2 if r["global_prompt"] else 1,
+                        hovertemplate=f"{r['key']}<br>layer %{{x}}: %{{y:.3g}}<extra></extra>")
+    fig.update_xaxes(title="layer (0 = embeddings)", dtick=1)
+    fig.update_yaxes(type="log")
+    fig.update_yaxes(title="relative change of [CLS]", row=1, col=1)
+    fig.update_layout(title="Influence of the prompt on [CLS], layer by layer (gaps = exactly 0: not reached yet)",
+                      template="plotly_white", width=1100, height=620, legend=dict(groupclick="toggleitem", font=dict(size=11)))
     return fig
 
 

@@ -173,9 +173,9 @@ def test_training_figure_from_a_log():
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 @pytest.mark.skipif(not os.environ.get("ATTNVIZ_LAB_MONITOR"), reason=(
-    "flaky here: in some runs the monitor's FigureWidget stays blank in Lab (not even its first layout is "
-    "drawn) while its status line updates; passed once in four runs on a loaded 2-core machine. Run with "
-    "ATTNVIZ_LAB_MONITOR=1"))
+    "opt-in (ATTNVIZ_LAB_MONITOR=1): before training waited for the figure's first draw, the FigureWidget "
+    "stayed blank in 3 of 4 runs on a loaded 2-core machine (anywidget gives plotly 2 s to initialise); "
+    "since, 3 of 3 passed under load 4-5 - kept opt-in until it has a longer record"))
 def test_monitor_in_jupyterlab_updates_while_the_kernel_is_idle_and_stops(lab):
     """In a real JupyterLab: TrainingMonitor.start(...) returns at once (the kernel goes idle and
     runs the next cell), the curves keep growing in the page from the training thread, and
@@ -255,3 +255,33 @@ def test_monitor_in_jupyterlab_updates_while_the_kernel_is_idle_and_stops(lab):
     assert shown == [r["loss"] for r in log]
     assert (root / "run" / "checkpoints" / f"step-{k:08d}").is_dir()
     assert f"checkpoint {Path('run') / 'checkpoints' / f'step-{k:08d}'}" in status   # out_dir='run', relative
+
+
+def test_training_waits_for_the_figures_first_draw_in_a_kernel(tmp_path, monkeypatch):
+    """In a kernel, a displayed monitor holds training until the front end has drawn the figure
+    once (its first layout delta), so plotly's page load is not starved; then it trains."""
+    import attnviz.widgets.training as training_module
+
+    monkeypatch.setattr(training_module, "_in_kernel", lambda: True)
+    model, train_rows, eval_rows = make_run(tmp_path / "tiny", n_tokens=4, window=4)
+    mon = TrainingMonitor(steps=3)
+    mon._displayed = True  # as after show() in a kernel
+    mon.start(model, train_rows, eval_rows, steps=3, batch_size=4, eval_every=0, checkpoint_every=0)
+    time.sleep(1.0)
+    assert mon.running and mon.history == []          # held: the figure has not drawn yet
+    mon.figure._js2py_layoutDelta = {"layout_delta": {}, "layout_edit_id": 0}   # the front end drew it
+    mon.wait(120)
+    assert [r["step"] for r in mon.history] == [1, 2, 3]
+
+
+def test_training_starts_at_once_outside_a_kernel(tmp_path, monkeypatch):
+    import attnviz.widgets.training as training_module
+
+    monkeypatch.setattr(training_module, "RENDER_WAIT_S", 1e6)  # waiting at all would hang the run
+    model, train_rows, eval_rows = make_run(tmp_path / "tiny", n_tokens=4, window=4)
+    mon = TrainingMonitor(steps=2)
+    mon._displayed = True
+    mon.start(model, train_rows, eval_rows, steps=2, batch_size=4, eval_every=0, checkpoint_every=0)
+    mon.wait(120)
+    assert [r["step"] for r in mon.history] == [1, 2]
+    assert not mon._rendered.is_set()  # nothing drew it, and training did not wait for a draw

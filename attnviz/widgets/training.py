@@ -50,6 +50,17 @@ from ._base import LiveFigure, apply_parts
 MIN_INTERVAL_S = 0.25
 
 
+RENDER_WAIT_S = 20.0  # longest wait for the figure's first draw before training starts anyway
+
+
+def _in_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return False
+    return getattr(get_ipython(), "kernel", None) is not None
+
+
 class TrainingMonitor:
     """Loss / accuracy curves (``figure``, a ``FigureWidget``), ``status`` line and ``stop_button``.
 
@@ -94,6 +105,12 @@ class TrainingMonitor:
         self.status = widgets.HTML(value='<span style="color:#666">waiting for the first step…</span>')
         self.status.add_class("attnviz-status")
         self._skip_display = False
+        # The front end answers its first draw with a layout delta: until then the page is still
+        # loading plotly (anywidget gives a model only 2 s to initialise; a training thread that
+        # starts at once can starve a 2-core laptop's browser and leave the figure blank).
+        self._rendered = threading.Event()
+        self._displayed = False
+        self.figure.observe(lambda _change: self._rendered.set(), names="_js2py_layoutDelta")
         self._view = widgets.VBox([widgets.HBox([self.stop_button, self.status],
                                                 layout=widgets.Layout(align_items="center")), self.figure])
         self._view.add_class("attnviz-training-monitor")
@@ -205,6 +222,7 @@ class TrainingMonitor:
 
         def run():
             try:
+                self._wait_for_first_draw()
                 self.result = train_soft_prompt(model, train_data, eval_data, callback=self.callback, **kwargs)
             except BaseException as exc:  # shown in the status line, re-raised by wait()
                 self.error = exc
@@ -218,6 +236,18 @@ class TrainingMonitor:
         self.thread = threading.Thread(target=run, name="attnviz-training", daemon=True)
         self.thread.start()
         return self
+
+    def _wait_for_first_draw(self) -> None:
+        """In a kernel with a front end, hold the training thread until the figure has drawn once
+        (at most ``RENDER_WAIT_S``; not at all outside a kernel or if never displayed within 2 s)."""
+        if not _in_kernel():
+            return
+        begin = time.monotonic()
+        while not self._rendered.is_set() and not self._stop.is_set():
+            waited = time.monotonic() - begin
+            if waited > RENDER_WAIT_S or (not self._displayed and waited > 2.0):
+                return
+            self._rendered.wait(0.1)
 
     @property
     def running(self) -> bool:
@@ -255,6 +285,7 @@ class TrainingMonitor:
         from IPython.display import display
 
         display(self.view)
+        self._displayed = True
         try:
             from IPython import get_ipython
 
@@ -277,6 +308,7 @@ class TrainingMonitor:
         from IPython.display import display
 
         display(self.view)
+        self._displayed = True
 
     def __repr__(self) -> str:
         return f"<TrainingMonitor: {len(self.history)} steps{' (running)' if self.running else ''}>"
