@@ -22,8 +22,26 @@ def by_mode(*, fast, full):
     return fast if globals()["fast"]() else full
 
 
+def _quiet_library_progress() -> None:
+    """Turn off ``datasets``' "Map" and transformers' "Loading weights" bars: in a notebook (and
+    its HTML handout) they are noise; attnviz's own training progress stays."""
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+
+
 def setup() -> str:
-    """Configure plotly for JupyterLab *and* offline HTML exports; return a one-line mode banner.
+    """Configure plotly for JupyterLab *and* offline HTML exports, silence library progress bars;
+    return a one-line mode banner.
 
     JupyterLab draws the plotly mimetype (plotly.js bundled with the extension, no network);
     the ``notebook`` renderer adds an HTML copy so figures survive ``nbconvert --to html``.
@@ -31,5 +49,6 @@ def setup() -> str:
     import plotly.io as pio
 
     pio.renderers.default = "plotly_mimetype+notebook"
+    _quiet_library_progress()
     mode = "fast (ATTNVIZ_FAST=1: fewer steps and examples)" if fast() else "full"
     return f"attnviz notebook mode: {mode}"

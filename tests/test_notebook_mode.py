@@ -23,3 +23,21 @@ def test_unset_means_full_and_setup_configures_offline_rendering(monkeypatch):
     finally:
         pio.renderers.default = old
     assert by_mode(fast=1, full=2) == 2
+
+
+def test_setup_silences_library_progress_bars(monkeypatch):
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    monkeypatch.delenv("ATTNVIZ_FAST", raising=False)
+    old = pio.renderers.default
+    try:
+        datasets.enable_progress_bars()
+        hf_logging.enable_progress_bar()
+        setup()
+        assert not datasets.is_progress_bar_enabled()
+        assert not hf_logging.is_progress_bar_enabled()
+    finally:
+        pio.renderers.default = old
+        datasets.enable_progress_bars()
+        hf_logging.enable_progress_bar()
