@@ -168,7 +168,47 @@ class LiveFigure(go.FigureWidget):
     _py2js_update = Dict(allow_none=True).tag(sync=True, **_SERIALIZERS)
 
 
-class Explorer:
+class ShowOnce:
+    """``show()`` displays ``self.view`` now; the same object as the cell's last value is then not
+    displayed a second time. Subclasses set ``_skip_display = False`` and may override ``_on_displayed``."""
+
+    _skip_display = False
+
+    def _on_displayed(self) -> None:
+        """Called after every display of the view."""
+
+    def show(self):
+        """Display the view now (once); the same object as a cell's last value is not shown again."""
+        from IPython.display import display
+
+        display(self.view)
+        self._on_displayed()
+        try:
+            from IPython import get_ipython
+
+            ip = get_ipython()
+        except ImportError:  # pragma: no cover
+            ip = None
+        if ip is not None:
+            self._skip_display = True
+
+            def reset(*_):
+                self._skip_display = False
+                ip.events.unregister("post_run_cell", reset)
+
+            ip.events.register("post_run_cell", reset)
+        return self
+
+    def _ipython_display_(self) -> None:
+        if self._skip_display:  # already shown by show() / explore.*() in this cell
+            return
+        from IPython.display import display
+
+        display(self.view)
+        self._on_displayed()
+
+
+class Explorer(ShowOnce):
     """Base of the attnviz explorers (see the module docstring). Not a widget itself: ``view``
     is the widget tree; displaying the explorer displays ``view``."""
 
@@ -309,35 +349,6 @@ class Explorer:
                 else:
                     os.environ[k] = v
         return path
-
-    # ---- display ------------------------------------------------------------------------------
-    def show(self) -> "Explorer":
-        """Display the explorer now (once); the same object as a cell's last value is not shown again."""
-        from IPython.display import display
-
-        display(self.view)
-        try:
-            from IPython import get_ipython
-
-            ip = get_ipython()
-        except ImportError:  # pragma: no cover
-            ip = None
-        if ip is not None:
-            self._skip_display = True
-
-            def reset(*_):
-                self._skip_display = False
-                ip.events.unregister("post_run_cell", reset)
-
-            ip.events.register("post_run_cell", reset)
-        return self
-
-    def _ipython_display_(self) -> None:
-        if self._skip_display:  # already shown by explore.*() in this cell
-            return
-        from IPython.display import display
-
-        display(self.view)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}: {', '.join(self.controls)}>"

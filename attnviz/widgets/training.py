@@ -44,7 +44,7 @@ from pathlib import Path
 import ipywidgets as widgets
 
 from ..plots.training import training_figure, training_parts
-from ._base import LiveFigure, apply_parts
+from ._base import LiveFigure, ShowOnce, apply_parts
 
 #: Seconds between redraws of the curves while steps arrive faster than that.
 MIN_INTERVAL_S = 0.25
@@ -61,7 +61,7 @@ def _in_kernel() -> bool:
     return getattr(get_ipython(), "kernel", None) is not None
 
 
-class TrainingMonitor:
+class TrainingMonitor(ShowOnce):
     """Loss / accuracy curves (``figure``, a ``FigureWidget``), ``status`` line and ``stop_button``.
 
     Args:
@@ -280,34 +280,7 @@ class TrainingMonitor:
         self.status.value = self._status_text(note=f"{word} at step {r.step} in {r.seconds:.1f} s")
 
     # ---- display ------------------------------------------------------------------------------
-    def show(self) -> "TrainingMonitor":
-        """Display the monitor now (once per cell, like the explorers)."""
-        from IPython.display import display
-
-        display(self.view)
-        self._displayed = True
-        try:
-            from IPython import get_ipython
-
-            ip = get_ipython()
-        except ImportError:  # pragma: no cover
-            ip = None
-        if ip is not None:
-            self._skip_display = True
-
-            def reset(*_):
-                self._skip_display = False
-                ip.events.unregister("post_run_cell", reset)
-
-            ip.events.register("post_run_cell", reset)
-        return self
-
-    def _ipython_display_(self) -> None:
-        if self._skip_display:
-            return
-        from IPython.display import display
-
-        display(self.view)
+    def _on_displayed(self) -> None:
         self._displayed = True
 
     def __repr__(self) -> str:
