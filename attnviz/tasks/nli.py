@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .sources import BIGBENCH, BIGBENCH_TASKS, assign_test_groups, atomic_write, atomic_write_json, cache_dir, data_dir, \
-    fetch_sdist, read_members, sha256_file
+    fetch_sdist, read_manifest_file, read_members, sha256_file, verify_listed_file
 
 LABELS = ("entailment", "neutral", "contradiction")
 SOURCES = ("vitaminc", "presuppositions", "snli", "mnli")
@@ -305,19 +305,11 @@ def read_manifest() -> dict:
         FileNotFoundError: not prepared yet (says what to run).
         ValueError: the manifest is unreadable or of another format.
     """
-    path = data_dir(NAME) / MANIFEST
-    if not path.exists():
-        raise FileNotFoundError(
-            f"the offline NLI data is not prepared ({path} is missing); run `attnviz data prepare nli` "
-            f"(or attnviz.tasks.prepare_nli()): it reads the BIG-bench sdist (358 MB, fetched once with pip "
-            f"into {data_dir(NAME).parent.parent / 'downloads'}) and writes the JSONL files")
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc}); {_fix()}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or "files" not in manifest:
-        raise ValueError(f"{path} is not an attnviz NLI manifest of format {FORMAT}; {_fix()}")
-    return manifest
+    return read_manifest_file(
+        data_dir(NAME) / MANIFEST, fmt=FORMAT, what=f"an attnviz NLI manifest of format {FORMAT}", fix=_fix(),
+        missing=(f"the offline NLI data is not prepared ({data_dir(NAME) / MANIFEST} is missing); run `attnviz data "
+                 f"prepare nli` (or attnviz.tasks.prepare_nli()): it reads the BIG-bench sdist (358 MB, fetched once "
+                 f"with pip into {data_dir(NAME).parent.parent / 'downloads'}) and writes the JSONL files"))
 
 
 def verify_file(name: str, manifest: dict | None = None) -> Path:
@@ -327,17 +319,7 @@ def verify_file(name: str, manifest: dict | None = None) -> Path:
         ValueError: the file is missing, or its checksum differs (edited, truncated, damaged).
     """
     manifest = manifest if manifest is not None else read_manifest()
-    path = data_dir(NAME) / name
-    entry = manifest["files"].get(name)
-    if entry is None:
-        raise ValueError(f"the NLI manifest lists no file {name!r} (it has {sorted(manifest['files'])}); {_fix()}")
-    if not path.exists():
-        raise ValueError(f"{path} is missing although the manifest lists it; {_fix()}")
-    digest = sha256_file(path)
-    if digest != entry["sha256"]:
-        raise ValueError(f"checksum mismatch for {path}: sha256 {digest}, the manifest says {entry['sha256']} "
-                         f"(the file was changed or damaged after it was prepared); {_fix()}")
-    return path
+    return verify_listed_file(data_dir(NAME), name, manifest, label="NLI", fix=_fix())
 
 
 def verify_nli() -> dict:

@@ -58,7 +58,7 @@ from typing import Iterable, Sequence
 import torch
 
 from .sources import BIGBENCH, BIGBENCH_TASKS, atomic_write, atomic_write_json, cache_dir, data_dir, fetch_sdist, \
-    read_members, sha256_file
+    read_manifest_file, read_members, sha256_file, verify_listed_file
 
 #: Name of the prepared data set: ``<cache>/data/qa``.
 NAME = "qa"
@@ -251,19 +251,11 @@ def read_manifest() -> dict:
         FileNotFoundError: not prepared yet (says what to run).
         ValueError: the manifest is unreadable or of another format.
     """
-    path = data_dir(NAME) / MANIFEST
-    if not path.exists():
-        raise FileNotFoundError(
-            f"the offline QA data is not prepared ({path} is missing); run `attnviz data prepare qa` "
-            f"(or attnviz.tasks.prepare_qa()): it reads SQuAD v1.1 dev and SQuADShifts from the BIG-bench sdist "
-            f"(358 MB, fetched once with pip into {data_dir(NAME).parent.parent / 'downloads'})")
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc}); {_fix()}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or "files" not in manifest:
-        raise ValueError(f"{path} is not an attnviz QA manifest of format {FORMAT}; {_fix()}")
-    return manifest
+    return read_manifest_file(
+        data_dir(NAME) / MANIFEST, fmt=FORMAT, what=f"an attnviz QA manifest of format {FORMAT}", fix=_fix(),
+        missing=(f"the offline QA data is not prepared ({data_dir(NAME) / MANIFEST} is missing); run `attnviz data "
+                 f"prepare qa` (or attnviz.tasks.prepare_qa()): it reads SQuAD v1.1 dev and SQuADShifts from the "
+                 f"BIG-bench sdist (358 MB, fetched once with pip into {data_dir(NAME).parent.parent / 'downloads'})"))
 
 
 def verify_file(name: str, manifest: dict | None = None) -> Path:
@@ -273,17 +265,7 @@ def verify_file(name: str, manifest: dict | None = None) -> Path:
         ValueError: the file is missing, unlisted, or its checksum differs (edited, truncated, damaged).
     """
     manifest = manifest if manifest is not None else read_manifest()
-    path = data_dir(NAME) / name
-    entry = manifest["files"].get(name)
-    if entry is None:
-        raise ValueError(f"the QA manifest lists no file {name!r} (it has {sorted(manifest['files'])}); {_fix()}")
-    if not path.exists():
-        raise ValueError(f"{path} is missing although the manifest lists it; {_fix()}")
-    digest = sha256_file(path)
-    if digest != entry["sha256"]:
-        raise ValueError(f"checksum mismatch for {path}: sha256 {digest}, the manifest says {entry['sha256']} "
-                         f"(the file was changed or damaged after it was prepared); {_fix()}")
-    return path
+    return verify_listed_file(data_dir(NAME), name, manifest, label="QA", fix=_fix())
 
 
 def verify_qa() -> dict:

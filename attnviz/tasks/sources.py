@@ -207,3 +207,48 @@ def assign_test_groups(out: list[str], groups: dict, seed: int, key, want: int) 
         for i in groups[g]:
             out[i] = "test"
         have += len(groups[g])
+
+
+# ---- manifests of prepared data (shared by nli, qa, documents) -----------------------------------
+def read_manifest_file(path: Path, *, fmt: int, what: str, fix: str, missing: str, extra: dict | None = None) -> dict:
+    """The JSON manifest at ``path`` (no checksums checked).
+
+    Args:
+        fmt: the expected ``"format"`` number; ``extra``: other keys that must hold these values.
+        what: how the error names the manifest (e.g. ``"an attnviz NLI manifest of format 1"``).
+        fix: the sentence that says how to rebuild; ``missing``: the whole message when not prepared.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist (``missing``).
+        ValueError: the manifest is unreadable or of another format.
+    """
+    if not path.exists():
+        raise FileNotFoundError(missing)
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}); {fix}") from None
+    if (not isinstance(manifest, dict) or manifest.get("format") != fmt or "files" not in manifest
+            or any(manifest.get(k) != v for k, v in (extra or {}).items())):
+        raise ValueError(f"{path} is not {what}; {fix}")
+    return manifest
+
+
+def verify_listed_file(folder: Path, name: str, manifest: dict, *, label: str, fix: str) -> Path:
+    """``folder / name`` after checking its sha256 against ``manifest["files"][name]``.
+
+    Raises:
+        ValueError: the manifest (called ``label`` in the message) does not list it, the file is
+            missing, or its checksum differs (edited, truncated, damaged); each says ``fix``.
+    """
+    path = folder / name
+    entry = manifest["files"].get(name)
+    if entry is None:
+        raise ValueError(f"the {label} manifest lists no file {name!r} (it has {sorted(manifest['files'])}); {fix}")
+    if not path.exists():
+        raise ValueError(f"{path} is missing although the manifest lists it; {fix}")
+    digest = sha256_file(path)
+    if digest != entry["sha256"]:
+        raise ValueError(f"checksum mismatch for {path}: sha256 {digest}, the manifest says {entry['sha256']} "
+                         f"(the file was changed or damaged after it was prepared); {fix}")
+    return path
