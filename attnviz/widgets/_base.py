@@ -168,6 +168,13 @@ class LiveFigure(go.FigureWidget):
     _py2js_update = Dict(allow_none=True).tag(sync=True, **_SERIALIZERS)
 
 
+def control_row(title: str | None, *controls: widgets.Widget, label_width: int = 92) -> widgets.HBox:
+    """One wrapping row of controls, behind a bold label ``title`` (``label_width`` pixels wide)
+    unless ``title`` is None."""
+    label = [] if title is None else [widgets.HTML(f"<b style='display:inline-block;width:{label_width}px'>{title}</b>")]
+    return widgets.HBox([*label, *controls], layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
+
+
 class ShowOnce:
     """``show()`` displays ``self.view`` now; the same object as the cell's last value is then not
     displayed a second time. Subclasses set ``_skip_display = False`` and may override ``_on_displayed``."""
@@ -243,6 +250,22 @@ class Explorer(ShowOnce):
         raise NotImplementedError
 
     # ---- wiring -----------------------------------------------------------------------------
+    def _go_live(self, first: Any) -> None:
+        """After ``controls`` and ``figures`` exist: tag the figures, add the summary line, draw
+        ``first`` (the result of the initial settings) and start watching the controls."""
+        for name, f in self.figures.items():
+            f.add_class(f"attnviz-{name}-figure")
+        self.summary = widgets.HTML()
+        self.summary.add_class("attnviz-summary")
+        self.result = None
+        self._sync_controls()
+        self.render(first)
+        self.status.value = self.status_text(first)
+        self._watch()
+
+    def _sync_controls(self) -> None:
+        """Enable / disable controls to match the current settings (explorers override)."""
+
     def _watch(self) -> None:
         """Redraw (debounced) whenever a control's value changes."""
         for w in self.controls.values():

@@ -20,7 +20,7 @@ from ..costs import (DEFAULT_FLOPS_PER_SECOND, BACKENDS, DTYPES, CostCurves, Mea
 from ..patterns import AttentionPattern, describe
 from ..plots._style import FigureParts
 from ..plots.costs import cost_figure, cost_parts
-from ._base import Explorer, LiveFigure, apply_parts
+from ._base import control_row, Explorer, LiveFigure, apply_parts
 
 #: Longest sequence on the length slider.
 MAX_LENGTH = 32_768
@@ -187,22 +187,15 @@ class CostExplorer(Explorer):
         self.button.on_click(lambda _: self.measure())
         fig = cost_figure(first.curves)
         self.figures["cost"] = LiveFigure(data=fig.data, layout=fig.layout)
-        self.figures["cost"].add_class("attnviz-cost-figure")
-        self.summary = widgets.HTML()
-        self.summary.add_class("attnviz-summary")
         self.result: CostView | None = None
-        self._sync_controls()
-        self.render(first)
-        self.status.value = self.status_text(first)
-        self._watch()
+        self._go_live(first)
 
-        row = lambda *ws: widgets.HBox(list(ws), layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
-        label = lambda t: widgets.HTML(f"<b style='display:inline-block;width:92px'>{t}</b>")
+        row = control_row
         self._view = widgets.VBox([
-            row(label("pattern"), c["max_length"], c["window"], c["n_global"], c["random_blocks"], c["block_size"],
+            row("pattern", c["max_length"], c["window"], c["n_global"], c["random_blocks"], c["block_size"],
                 c["implementation"]),
-            row(label("model"), c["num_layers"], c["num_heads"], c["head_dim"], c["batch"], c["dtype"]),
-            row(label("device"), c["budget_gib"], c["gflops"], c["backward"], self.button, self.status),
+            row("model", c["num_layers"], c["num_heads"], c["head_dim"], c["batch"], c["dtype"]),
+            row("device", c["budget_gib"], c["gflops"], c["backward"], self.button, self.status),
             self.message, self.summary, self.figures["cost"],
         ])
         self._view.add_class("attnviz-explorer")

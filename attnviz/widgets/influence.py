@@ -28,13 +28,13 @@ from ..placement import PLACEMENTS, PromptPlacement, SequenceLayout, insert_prom
 from ..plots import influence_figure, save_html
 from ..plots._style import FigureParts
 from ..plots.attention import attention_figure, attention_parts
-from ._base import Explorer, LiveFigure, apply_parts, parse_ints
+from ._base import control_row, Explorer, LiveFigure, apply_parts, parse_ints
+from .pattern import FULL, _window_label
 
 #: Prompt sources that are not files: ``SoftPrompt.init`` with ``init="text"`` ([SEP] copies + noise) or ``"random"``.
 PROMPT_INITS = ("text", "random")
 METHODS = ("ablation", "rollout", "gradient")
 WINDOW_OPTIONS = (2, 4, 8, 16, 32, 64, 128, 256, 512, None)
-FULL = "full"
 MEAN = "mean"
 #: Above this many positions the attention heatmap is pooled to blocks (prompt rows / columns stay exact).
 MAX_SIDE = 256
@@ -235,10 +235,6 @@ def influence_view(model, tokenizer, settings: InfluenceSettings, *, max_side: i
                          tokens=tokens)
 
 
-def _window_label(w) -> str:
-    return FULL if w is None else str(w)
-
-
 class InfluenceExplorer(Explorer):
     """Live attention heatmap and influence map of a soft prompt in a real model.
 
@@ -314,25 +310,17 @@ class InfluenceExplorer(Explorer):
         att = attention_figure(first.maps, first.layout, s.layer, s.head, tokens=first.tokens)
         self.figures["influence"] = LiveFigure(layout=first.influence_fig.layout)
         self.figures["attention"] = LiveFigure(data=att.data, layout=att.layout)
-        for name, f in self.figures.items():
-            f.add_class(f"attnviz-{name}-figure")
-        self.summary = widgets.HTML()
-        self.summary.add_class("attnviz-summary")
         self.result: InfluenceView | None = None
-        self._sync_controls()
-        self.render(first)
-        self.status.value = self.status_text(first)
-        self._watch()
+        self._go_live(first)
 
-        row = lambda *ws: widgets.HBox(list(ws), layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
-        label = lambda t: widgets.HTML(f"<b style='display:inline-block;width:80px'>{t}</b>")
+        row = lambda title, *ws: control_row(title, *ws, label_width=80)
         self._view = widgets.VBox([
-            row(label("input"), c["text"]),
-            row(label("prompt"), c["prompt"], c["seed"], c["placement"], c["n_tokens"], c["at"], c["every"]),
-            row(label("attention"), c["window"], c["global_positions"], c["global_prompt"]),
+            row("input", c["text"]),
+            row("prompt", c["prompt"], c["seed"], c["placement"], c["n_tokens"], c["at"], c["every"]),
+            row("attention", c["window"], c["global_positions"], c["global_prompt"]),
             self.message, self.summary,
-            row(c["method"], c["log"], self.status), self.figures["influence"],
-            row(c["layer"], c["head"]), self.figures["attention"],
+            row(None, c["method"], c["log"], self.status), self.figures["influence"],
+            row(None, c["layer"], c["head"]), self.figures["attention"],
         ])
         self._view.add_class("attnviz-explorer")
 

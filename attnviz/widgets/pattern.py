@@ -26,7 +26,7 @@ from ..plots._style import FigureParts, step_slider
 from ..plots.masks import mask_parts
 from ..plots.spread import spread_parts
 from ..spread import Spread, _one_thread, spread_pattern
-from ._base import Explorer, LiveFigure, apply_parts, parse_ints
+from ._base import control_row, Explorer, LiveFigure, apply_parts, parse_ints
 
 #: Longest sequence the explorer draws (positions, prompt and special tokens included).
 MAX_POSITIONS = 2**17
@@ -224,25 +224,17 @@ class PatternExplorer(Explorer):
         # layout= at construction: a layout set afterwards is lost in voila and static exports
         self.figures["spread"] = LiveFigure(data=spread_fig.data, layout=spread_fig.layout)
         self.figures["mask"] = LiveFigure(data=mask_fig.data, layout=mask_fig.layout)
-        for name, f in self.figures.items():
-            f.add_class(f"attnviz-{name}-figure")
-        self.summary = widgets.HTML()
-        self.summary.add_class("attnviz-summary")
         self.result: PatternView | None = None
-        self._sync_controls()
-        self.render(first)
-        self.status.value = self.status_text(first)
-        self._watch()
+        self._go_live(first)
 
-        row = lambda *ws: widgets.HBox(list(ws), layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
-        label = lambda t: widgets.HTML(f"<b style='display:inline-block;width:92px'>{t}</b>")
+        row = control_row
         self._view = widgets.VBox([
-            row(label("attention"), c["window"], c["windows"], c["dilation"], c["causal"]),
-            row(label("globals"), c["global_positions"], c["global_prompt"], c["random_blocks"], c["block_size"],
+            row("attention", c["window"], c["windows"], c["dilation"], c["causal"]),
+            row("globals", c["global_positions"], c["global_prompt"], c["random_blocks"], c["block_size"],
                 c["seed"]),
-            row(label("sequence"), c["placement"], c["n_tokens"], c["at"], c["every"], c["text_len"],
+            row("sequence", c["placement"], c["n_tokens"], c["at"], c["every"], c["text_len"],
                 c["num_layers"]),
-            self.message, self.summary, self.figures["spread"], row(c["layer"], self.status), self.figures["mask"],
+            self.message, self.summary, self.figures["spread"], row(None, c["layer"], self.status), self.figures["mask"],
         ])
         self._view.add_class("attnviz-explorer")
 
