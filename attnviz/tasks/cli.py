@@ -62,13 +62,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
     from .nli import prepare_nli
 
     prepared = prepare_nli(force=args.force, progress=not args.no_progress, archive=args.archive)
-    source = prepared.manifest["source"]
-    verb = "wrote" if prepared.fresh else "already prepared (checksums verified; --force rebuilds)"
-    print(f"{verb}: {prepared.directory}")
-    print(f"from {source['archive']} ({source['package']}=={source['version']}, sha256 {source['sha256']})")
-    print(prepared.summary())
-    print(f"manifest: {prepared.directory / 'manifest.json'}")
-    return 0
+    return _print_prepared(prepared)
 
 
 def _run_documents(args: argparse.Namespace) -> int:
@@ -89,6 +83,17 @@ def _run_documents(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_prepared(prepared) -> int:
+    """What a BIG-bench preparation wrote (or found already prepared), its source and manifest."""
+    source = prepared.manifest["source"]
+    verb = "wrote" if prepared.fresh else "already prepared (checksums verified; --force rebuilds)"
+    print(f"{verb}: {prepared.directory}")
+    print(f"from {source['archive']} ({source['package']}=={source['version']}, sha256 {source['sha256']})")
+    print(prepared.summary())
+    print(f"manifest: {prepared.directory / 'manifest.json'}")
+    return 0
+
+
 def _run_qa(args: argparse.Namespace) -> int:
     if args.corpus != "all":
         raise ValueError(f"--name {args.corpus} applies to `data prepare documents`, not to qa")
@@ -97,10 +102,4 @@ def _run_qa(args: argparse.Namespace) -> int:
     from .qa import prepare_qa
 
     prepared = prepare_qa(force=args.force, progress=not args.no_progress, archive=args.archive)
-    source = prepared.manifest["source"]
-    verb = "wrote" if prepared.fresh else "already prepared (checksums verified; --force rebuilds)"
-    print(f"{verb}: {prepared.directory}")
-    print(f"from {source['archive']} ({source['package']}=={source['version']}, sha256 {source['sha256']})")
-    print(prepared.summary())
-    print(f"manifest: {prepared.directory / 'manifest.json'}")
-    return 0
+    return _print_prepared(prepared)
