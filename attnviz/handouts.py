@@ -20,11 +20,23 @@ load all three (and MathJax) from CDNs, so the page would stay blank offline; he
 ``<script src>`` is a relative path into ``lib/`` and MathJax is left out (the notebooks use no
 TeX; plotly's notebook renderer asks for it from a CDN before every figure, and those tags are
 removed). A widget page is a snapshot: controls show their saved state, they do not recompute.
+
+Two adaptations keep pages with plotly ``FigureWidget`` s light and quiet. Each ``FigureWidget``
+saves its whole JavaScript (``_esm``, ~5 MB, plotly.js inside) in its widget state, so a notebook
+with two live figures carried the same 5 MB twice (an 18 MB page); :func:`export_html` stores each
+distinct ``_esm`` once in the page (``<script type="application/json" id="attnviz-esm-<sha256>">``)
+and the models refer to it as ``attnviz-esm:<sha256>``. The page's ``lib/anywidget.js`` is the
+pinned asset with two marked edits (:data:`ANYWIDGET_PATCHES`): it resolves those references and
+imports each distinct module once, and it waits 60 s instead of 2 s for a model to initialise —
+parsing 5 MB of JavaScript from a large page takes longer than 2 s on a laptop, and anywidget then
+logged "Failed to initialize model" although the figure drew a moment later.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html as _html
+import json
 import os
 import re
 import sys
@@ -46,6 +58,26 @@ _TEMPLATE = "{%- extends 'lab/index.html.j2' -%}\n{%- block html_head_js_mathjax
 #: plotly's ``notebook`` renderer puts this MathJax CDN tag before every figure (hard-coded in plotly);
 #: the figures use no TeX and its config script checks ``window.MathJax`` first, so it is dropped.
 _PLOTLY_MATHJAX = re.compile(r'<script src="https://cdnjs\.cloudflare\.com/ajax/libs/mathjax/[^"]*"></script>')
+#: ``_esm`` values in a page's widget state are replaced by this prefix + the sha256 of the module text
+ESM_REF = "attnviz-esm:"
+#: (exact text in anywidget@0.11.0 dist/index.js, replacement) for the handouts' copy; each must match once
+ANYWIDGET_PATCHES = (
+    ("AbortSignal.timeout(2e3)", "AbortSignal.timeout(6e4) /* attnviz handouts: 2 s is too short for a 5 MB module */"),
+    ("async function loadEsm(esm) {",
+     "/* attnviz handouts: _esm may be a reference to a module stored once in the page; each distinct\n"
+     "   module is imported once and shared by the widgets that use it. */\n"
+     "var attnvizModules = new Map();\n"
+     "function loadEsm(esm) {\n"
+     f"  if (esm.startsWith({json.dumps(ESM_REF)})) {{\n"
+     f"    var stored = document.getElementById(\"attnviz-esm-\" + esm.slice({len(ESM_REF)}));\n"
+     "    if (!stored) throw new Error(\"[attnviz] the page has no stored module \" + esm);\n"
+     "    esm = JSON.parse(stored.textContent);\n"
+     "  }\n"
+     "  if (!attnvizModules.has(esm)) attnvizModules.set(esm, loadEsmOnce(esm));\n"
+     "  return attnvizModules.get(esm);\n"
+     "}\n"
+     "async function loadEsmOnce(esm) {"),
+)
 _REMOTE_SCRIPT = re.compile(r"<script[^>]*\ssrc\s*=\s*[\"']?(?:https?:)?//", re.I)
 
 
@@ -68,8 +100,47 @@ def copy_lib(out_dir: str | os.PathLike) -> Path:
     lib = Path(out_dir) / LIB
     lib.mkdir(parents=True, exist_ok=True)
     for name, filename in LIB_FILES:
-        atomic_write(lib / filename, asset_path(name).read_bytes())
+        data = asset_path(name).read_bytes()
+        if name == "anywidget":
+            data = patch_anywidget(data.decode("utf-8")).encode("utf-8")
+        atomic_write(lib / filename, data)
     return lib
+
+
+def patch_anywidget(source: str) -> str:
+    """anywidget's ``dist/index.js`` with :data:`ANYWIDGET_PATCHES` applied (see the module doc).
+    Raises ``ValueError`` naming the text that is not found exactly once (another anywidget version)."""
+    for old, new in ANYWIDGET_PATCHES:
+        if source.count(old) != 1:
+            raise ValueError(f"anywidget.js: expected {old!r} exactly once, found it {source.count(old)} times; "
+                             "the pinned anywidget version changed (attnviz.assets)")
+        source = source.replace(old, new)
+    return source
+
+
+def share_esm(nb) -> dict[str, str]:
+    """Replace every widget model's ``_esm`` text in notebook ``nb`` (in place) by
+    ``attnviz-esm:<sha256>``; return ``{sha256: text}``, each distinct module once."""
+    modules: dict[str, str] = {}
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    for model in state.values():
+        esm = model.get("state", {}).get("_esm")
+        if isinstance(esm, str) and not esm.startswith(("http://", "https://", ESM_REF)):
+            sha = hashlib.sha256(esm.encode("utf-8")).hexdigest()
+            modules[sha] = esm
+            model["state"]["_esm"] = ESM_REF + sha
+    return modules
+
+
+def _module_scripts(modules: dict[str, str]) -> str:
+    """``<script type="application/json">`` elements holding ``modules`` as JSON strings; ``</``
+    is written ``<\\/`` and ``<!--`` as ``\\u003c!--`` (same string once parsed), so nothing inside a
+    module can end the element early."""
+    out = []
+    for sha, text in modules.items():
+        data = json.dumps(text).replace("</", "<\\/").replace("<!--", "\\u003c!--")
+        out.append(f'<script type="application/json" id="attnviz-esm-{sha}">{data}</script>')
+    return "\n".join(out)
 
 
 def execute(src: str | os.PathLike, dest: str | os.PathLike, *, fast: bool = True, timeout: int = 600):
@@ -115,13 +186,19 @@ def export_html(executed: str | os.PathLike, html_path: str | os.PathLike, *, li
     exporter = HTMLExporter(extra_loaders=[DictLoader({"attnviz_handout.j2": _TEMPLATE})],
                             template_file="attnviz_handout.j2",
                             require_js_url=f"{lib}/require.js", widget_renderer_url=f"{lib}/embed-amd.js")
-    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+    nb = nbformat.read(executed, as_version=4)
+    modules = share_esm(nb)
+    body, _ = exporter.from_notebook_node(nb)
     tag = f'<script src="{lib}/require.js"></script>'
     if tag not in body:
         raise RuntimeError(f"nbconvert's page has no {tag!r} to hang the anywidget mapping on; "
                            "the lab template changed")
     body = body.replace(tag, tag + f'\n<script>require.config({{paths: {{anywidget: "{lib}/anywidget"}}}});</script>', 1)
     body = _PLOTLY_MATHJAX.sub("", body)
+    if modules:
+        if body.count("</body>") != 1:
+            raise RuntimeError("nbconvert's page has no single </body> to put the widgets' modules before")
+        body = body.replace("</body>", _module_scripts(modules) + "\n</body>")
     remote = _REMOTE_SCRIPT.search(body)
     if remote:
         raise RuntimeError(f"the exported page still loads a script from the network: {body[remote.start():remote.start() + 120]!r}")

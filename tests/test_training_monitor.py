@@ -15,7 +15,7 @@ import comm
 import pytest
 import torch
 
-from attnviz.plots.training import TRACES, training_figure
+from attnviz.plots.training import TRACES, running_mean, runs_figure, training_figure
 from attnviz.prompts import load_into, train_soft_prompt
 from attnviz.widgets import TrainingMonitor
 
@@ -167,6 +167,33 @@ def test_training_figure_from_a_log():
     assert fig.layout.xaxis.range == (0, 10)
     assert "held-out accuracy 0.625" in fig.layout.title.text
     assert training_figure(log).layout.xaxis.range is None  # steps unknown: autorange
+
+
+def test_running_mean_by_hand():
+    assert running_mean([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
+    assert running_mean([1.0, 3.0, 5.0], 1) == [1.0, 3.0, 5.0]
+    assert running_mean([2.0, 4.0], 10) == [2.0, 3.0]
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="smooth must be an int >= 1"):
+            running_mean([1.0], bad)
+
+
+def test_runs_figure_smooths_training_and_marks_held_out():
+    base = [{"step": s, "loss": 1.0, "accuracy": 0.25 * (s % 2)} for s in range(1, 5)]
+    base[-1]["eval"] = {"loss": 1.0, "accuracy": 0.4, "n": 10}
+    prompt = [{"step": s, "loss": 1.0 - 0.1 * s, "accuracy": 1.0} for s in range(1, 5)]
+    prompt[1]["eval"] = {"loss": 0.9, "accuracy": 0.5, "n": 10}
+    fig = runs_figure({"head only": base, "prompt + head": prompt}, smooth=2, chance=1 / 3)
+    names = [t.name for t in fig.data]
+    assert names == ["head only", "head only", "head only held-out", "prompt + head", "prompt + head",
+                     "prompt + head held-out"]
+    assert fig.data[1].y == (0.25, 0.125, 0.125, 0.125)         # accuracies .25, 0, .25, 0 averaged over 2 steps
+    assert fig.data[3].y == pytest.approx((0.9, 0.85, 0.75, 0.65))
+    assert (fig.data[2].x, fig.data[2].y) == ((4,), (0.4,)) and (fig.data[5].x, fig.data[5].y) == ((2,), (0.5,))
+    assert fig.data[0].line.color != fig.data[3].line.color
+    assert fig.layout.shapes[0].y0 == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="runs is empty"):
+        runs_figure({})
 
 
 @pytest.mark.browser

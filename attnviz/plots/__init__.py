@@ -7,6 +7,7 @@
   prompt influence (``plots/influence.py``)
 * :func:`attention_figure` — one layer's captured attention, prompt and segments marked (``plots/attention.py``)
 * :func:`training_figure` — loss and accuracy curves of a run (``plots/training.py``)
+* :func:`runs_figure` — several runs compared: smoothed loss and accuracy, held-out points
 * :func:`cost_figure` — attention memory and time vs length, dense against windowed (``plots/costs.py``)
 * :func:`head_view`, :func:`model_view` — bertviz's views, working offline (``plots/bertviz_view.py``)
 """
@@ -18,8 +19,8 @@ from .bertviz_view import BertvizView, head_view, model_view
 from .influence import attribution_figure, influence_distance_figure, influence_figure
 from .costs import cost_figure
 from .attention import attention_figure
-from .training import training_figure
+from .training import runs_figure, training_figure
 
 __all__ = ["mask_figure", "spread_figure", "save_html", "BertvizView", "head_view", "model_view",
            "influence_figure", "influence_distance_figure", "attribution_figure", "attention_figure",
-           "training_figure", "cost_figure"]
+           "training_figure", "runs_figure", "cost_figure"]

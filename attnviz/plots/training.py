@@ -91,3 +91,68 @@ def training_figure(history: Iterable[Mapping], *, steps: int | None = None, tit
     fig.update_yaxes(showline=True, linecolor="#999", gridcolor="#eee", zeroline=False)
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
     return fig
+
+
+#: Colours of the runs in :func:`runs_figure`, in order.
+RUN_COLORS = ("#7f7f7f", "#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2")
+
+
+def running_mean(values: list[float], window: int) -> list[float]:
+    """Mean of the last ``window`` values at each index (fewer at the start): ``len(values)`` floats."""
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"smooth must be an int >= 1 (steps averaged), got {window!r}")
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def runs_figure(runs: Mapping[str, Iterable[Mapping]], *, smooth: int = 25, chance: float | None = None,
+                title: str | None = None, width: int = 980, height: int = 400) -> go.Figure:
+    """Several training runs side by side: training-batch loss (left) and accuracy (right), each a
+    running mean over ``smooth`` steps (one batch of 8 is too noisy to compare runs), plus each
+    run's held-out accuracy as large markers where it was evaluated.
+
+    Args:
+        runs: ``{label: history}``, histories as logged by ``train_soft_prompt``
+            (``TrainResult.history`` or ``log.jsonl`` lines); drawn in order, colours from
+            :data:`RUN_COLORS` (the first run grey: put the baseline first).
+        smooth: steps per running mean (1 = as logged).
+        chance: draws a dotted line at this accuracy (e.g. ``1/3`` for balanced 3-way), if given.
+    Returns:
+        a ``go.Figure`` with, per run, the traces "<label>" (loss, x/y), "<label>" (accuracy,
+        x2/y2) and "<label> held-out" (x2/y2).
+    """
+    if not runs:
+        raise ValueError("runs is empty; pass {label: history} of at least one run")
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(f"training loss (mean of {smooth} steps)",
+                                                        f"accuracy (training: mean of {smooth} steps)"),
+                        horizontal_spacing=0.09)
+    for k, (label, history) in enumerate(runs.items()):
+        curves = _curves(history)
+        color = RUN_COLORS[k % len(RUN_COLORS)]
+        (xl, yl), (xa, ya), (xe, ye) = curves["train loss"], curves["train accuracy"], curves["held-out accuracy"]
+        fig.add_trace(go.Scatter(x=xl, y=running_mean(yl, smooth), name=label, legendgroup=label, mode="lines",
+                                 line=dict(color=color, width=2),
+                                 hovertemplate=f"{label}<br>step %{{x}}: loss %{{y:.3f}}<extra></extra>"), row=1, col=1)
+        fig.add_trace(go.Scatter(x=xa, y=running_mean(ya, smooth), name=label, legendgroup=label, mode="lines",
+                                 showlegend=False, line=dict(color=color, width=2),
+                                 hovertemplate=f"{label}<br>step %{{x}}: training accuracy %{{y:.3f}}<extra></extra>"),
+                      row=1, col=2)
+        fig.add_trace(go.Scatter(x=xe, y=ye, name=f"{label} held-out", legendgroup=label, mode="markers",
+                                 marker=dict(color=color, size=11, symbol="diamond", line=dict(color="white", width=1)),
+                                 hovertemplate=f"{label}<br>step %{{x}}: held-out accuracy %{{y:.3f}}<extra></extra>"),
+                      row=1, col=2)
+    if chance is not None:
+        fig.add_hline(y=chance, line=dict(color="#999", dash="dot"), row=1, col=2,
+                      annotation_text=f"chance {chance:.2f}", annotation_position="bottom right")
+    fig.update_layout(font=FONT, plot_bgcolor="white", width=width, height=height,
+                      title=dict(text=title or "Training runs compared", x=0.5, xanchor="center"),
+                      legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.18, yanchor="top"),
+                      margin=dict(l=60, r=30, t=80, b=90))
+    fig.update_xaxes(title_text="step", showline=True, linecolor="#999", gridcolor="#eee", zeroline=False)
+    fig.update_yaxes(showline=True, linecolor="#999", gridcolor="#eee", zeroline=False)
+    return fig
