@@ -39,3 +39,23 @@ def output_text(nb) -> str:
             out.append(o.get("text", ""))
             out.extend(str(v) for v in o.get("data", {}).values())
     return "\n".join(out)
+
+
+def figures(nb) -> list[dict]:
+    """The plotly figures an executed notebook shows (its ``application/vnd.plotly.v1+json``
+    outputs), in output order, as dicts with ``data`` (traces) and ``layout``."""
+    return [o["data"]["application/vnd.plotly.v1+json"] for cell in nb.cells for o in cell.get("outputs", [])
+            if "application/vnd.plotly.v1+json" in o.get("data", {})]
+
+
+def array(value):
+    """A trace's ``x`` / ``y`` / ``z`` as a numpy array: plotly 7 writes numpy data as
+    ``{"dtype", "bdata" (base64), "shape"}``, plain lists stay lists."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(value, dict) and "bdata" in value:
+        out = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        return out.reshape([int(n) for n in str(value.get("shape", out.size)).split(",")])
+    return np.asarray(value)

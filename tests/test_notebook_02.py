@@ -5,13 +5,18 @@ import re
 
 import pytest
 
-from _notebooks import output_text, run_notebook
+from _notebooks import figures, output_text, run_notebook
 
 
 @pytest.fixture(scope="module")
-def text():
+def executed():
     nb, seconds = run_notebook("02_prompt_tuning_basics.ipynb", timeout=600)
-    return output_text(nb)
+    return nb
+
+
+@pytest.fixture(scope="module")
+def text(executed):
+    return output_text(executed)
 
 
 @pytest.mark.notebook
@@ -38,3 +43,15 @@ def test_reload_is_exact_and_peft_agrees(text):
     assert "adapter files: ['adapter_config.json', 'adapter_model.safetensors']" in text
     diff = float(re.search(r"max difference to attnviz: (\S+)", text).group(1))
     assert diff < 1e-5
+
+
+@pytest.mark.notebook
+@pytest.mark.timeout(1200)
+def test_the_runs_figure_shows_both_arms_and_their_printed_accuracies(executed, text):
+    printed = dict(re.findall(r"^(head only|prompt \+ head)\s+steps\s+4\s+held-out accuracy (\d\.\d{3})", text, re.M))
+    (fig,) = figures(executed)
+    traces = {t["name"]: t for t in fig["data"]}
+    for arm in ("head only", "prompt + head"):
+        assert traces[arm]["x"] == [1, 2, 3, 4]                              # four steps, smoothed curve per step
+        held_out = traces[f"{arm} held-out"]
+        assert held_out["x"] == [4] and f"{held_out['y'][0]:.3f}" == printed[arm]

@@ -5,14 +5,19 @@ import re
 
 import pytest
 
-from _notebooks import output_text, run_notebook
+from _notebooks import array, figures, output_text, run_notebook
 from attnviz import AttentionPattern, PromptPlacement, build_masks, spread
 
 
 @pytest.fixture(scope="module")
-def text():
+def executed():
     nb, seconds = run_notebook("05_nli.ipynb", timeout=600)
-    return output_text(nb)
+    return nb
+
+
+@pytest.fixture(scope="module")
+def text(executed):
+    return output_text(executed)
 
 
 @pytest.mark.notebook
@@ -44,3 +49,21 @@ def test_label_cues_and_three_arms(text):
                            r"held-out accuracy \d\.\d{3}\s+trainable\s+([\d,]+)", text, re.M))
     # head 384*3+3; + 20*384 prompt; deep: + 6 layers * 20 * 384
     assert arms == {"head only": "1,155", "label-cue prompt + head": "8,835", "deep [SEP] prompt + head": "54,915"}
+
+
+@pytest.mark.notebook
+@pytest.mark.timeout(1200)
+def test_figures_spread_under_window_64_and_the_three_arms(executed):
+    spread_local, spread_global, runs = figures(executed)
+    layout = PromptPlacement("prefix", n_tokens=20).layout(text_len=490)
+    for fig, global_prompt in ((spread_local, False), (spread_global, True)):
+        masks = build_masks(AttentionPattern(window=64, global_prompt=global_prompt), layout, 6)
+        codes = spread(masks, layout.prompt_positions).first_layer
+        z = array(fig["data"][0]["z"])
+        assert z.shape == (7, layout.length)                                   # layers 0..6 x 512 positions
+        # after layer 6: 0 = never reached, 2 + l = first reached at layer l (the library's numbers)
+        assert z[-1].tolist() == [0 if f < 0 else 2 + int(f) for f in codes]
+        # the last position ([SEP] after the hypothesis): never reached locally, at layer 1 when global
+        assert z[-1, -1] == (3 if global_prompt else 0)
+    names = [t["name"] for t in runs["data"] if not t["name"].endswith("held-out")]
+    assert names[::2] == ["head only", "label-cue prompt + head", "deep [SEP] prompt + head"]
