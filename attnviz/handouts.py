@@ -6,13 +6,15 @@ A workshop needs pages people can open without Python, a kernel or a network. ``
 
     handouts/
       lib/require.js  lib/embed-amd.js  lib/anywidget.js     offline JS (attnviz.assets)
+      lib/plotly-<sha>.js                                    plotly.js, shared by all pages
       01_attention_windows.ipynb                             the executed notebook
       01_attention_windows.html                              the page
       index.html  durations.json                             what ran, how long, what failed
                                                              (rebuilding some notebooks keeps the others' rows)
 
 Why each piece: plain plotly figures survive the export because :func:`attnviz.notebook.setup`
-adds the ``notebook`` renderer (HTML with plotly.js inline). Widgets survive as their saved state
+adds the ``notebook`` renderer (HTML with plotly.js inline; the export moves that 4.8 MB bundle
+into one ``lib/plotly-<sha>.js`` that every page loads at the same place). Widgets survive as their saved state
 (nbclient stores it in the notebook), drawn by ``@jupyter-widgets/html-manager``'s
 ``embed-amd.js``, which needs require.js; plotly's ``FigureWidget`` is an anywidget, whose AMD
 module ``anywidget`` is mapped to the local copy with ``require.config``. nbconvert's defaults
@@ -58,6 +60,8 @@ _TEMPLATE = "{%- extends 'lab/index.html.j2' -%}\n{%- block html_head_js_mathjax
 #: plotly's ``notebook`` renderer puts this MathJax CDN tag before every figure (hard-coded in plotly);
 #: the figures use no TeX and its config script checks ``window.MathJax`` first, so it is dropped.
 _PLOTLY_MATHJAX = re.compile(r'<script src="https://cdnjs\.cloudflare\.com/ajax/libs/mathjax/[^"]*"></script>')
+#: plotly's ``notebook`` renderer inlines the whole plotly.js bundle (~4.8 MB) into every page
+_PLOTLY_INLINE = re.compile(r"<script>(/\*\*\n\* plotly\.js v[0-9][^\n]*\n.*?)</script>", re.S)
 #: ``_esm`` values in a page's widget state are replaced by this prefix + the sha256 of the module text
 ESM_REF = "attnviz-esm:"
 #: (exact text in anywidget@0.11.0 dist/index.js, replacement) for the handouts' copy; each must match once
@@ -132,6 +136,22 @@ def share_esm(nb) -> dict[str, str]:
     return modules
 
 
+def _plotly_to_lib(body: str, lib_dir: Path, lib: str) -> str:
+    """Move each inlined plotly.js bundle of ``body`` into ``lib_dir/plotly-<sha256[:16]>.js`` (one
+    file shared by every page of the folder) and load it with ``<script src>`` at the same place: the
+    same classic script, run at the same moment, without 4.8 MB in every page."""
+    def replace(match: re.Match) -> str:
+        code = match.group(1)
+        name = f"plotly-{hashlib.sha256(code.encode('utf-8')).hexdigest()[:16]}.js"
+        target = lib_dir / name
+        if not target.is_file() or target.stat().st_size != len(code.encode("utf-8")):
+            lib_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write(target, code.encode("utf-8"))
+        return f'<script src="{lib}/{name}"></script>'
+
+    return _PLOTLY_INLINE.sub(replace, body)
+
+
 def _module_scripts(modules: dict[str, str]) -> str:
     """``<script type="application/json">`` elements holding ``modules`` as JSON strings; ``</``
     is written ``<\\/`` and ``<!--`` as ``\\u003c!--`` (same string once parsed), so nothing inside a
@@ -195,6 +215,7 @@ def export_html(executed: str | os.PathLike, html_path: str | os.PathLike, *, li
                            "the lab template changed")
     body = body.replace(tag, tag + f'\n<script>require.config({{paths: {{anywidget: "{lib}/anywidget"}}}});</script>', 1)
     body = _PLOTLY_MATHJAX.sub("", body)
+    body = _plotly_to_lib(body, Path(html_path).parent / lib, lib)
     if modules:
         if body.count("</body>") != 1:
             raise RuntimeError("nbconvert's page has no single </body> to put the widgets' modules before")

@@ -53,7 +53,10 @@ def test_export_is_offline_with_widget_state(built):
     assert good.error == "" and good.fast and good.html == str(out / "good.html")
     page = (out / "good.html").read_text()
     srcs = re.findall(r"<script[^>]*\ssrc\s*=\s*[\"']?([^\"' >]+)", page)
-    assert srcs == ["lib/require.js"]                       # nothing from the network; the renderer is loaded by path
+    assert srcs[0] == "lib/require.js"                      # nothing from the network; the renderer is loaded by path
+    (plotly_js,) = srcs[1:]                                 # plotly.js: one shared file in lib/, not 4.8 MB in the page
+    assert re.fullmatch(r"lib/plotly-[0-9a-f]{16}\.js", plotly_js)
+    assert (out / plotly_js).read_text().startswith("/**\n* plotly.js v") and "plotly.js v" not in page
     assert "var widgetRendererSrc = 'lib/embed-amd.js'" in page
     assert 'require.config({paths: {anywidget: "lib/anywidget"}})' in page
     assert not re.search(r"src=[\"']?https?://", page)
