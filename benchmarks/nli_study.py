@@ -90,8 +90,12 @@ def arm(a) -> dict:
     return row
 
 
-def heads(steps_grid=(600, 2000, 6000), lrs=(3e-3, 1e-2, 3e-2), seeds=(0, 1, 2), batch: int = 16) -> list[dict]:
-    """Head-only baselines on cached frozen features, every (pooling, steps, lr) over three seeds."""
+def heads(steps_grid=(600, 1200, 2000, 6000), lrs=(3e-3, 1e-2, 3e-2), seeds=(0, 1, 2), batch: int = 16,
+          features: str | Path | None = None) -> list[dict]:
+    """Head-only baselines on cached frozen features, every (pooling, steps, lr) over three seeds.
+
+    ``features``: a safetensors file for the pooled features (written on the first run, read on the
+    next), so another step count costs seconds instead of two encoder passes over the data."""
     import torch
     import torch.nn.functional as F
 
@@ -104,11 +108,21 @@ def heads(steps_grid=(600, 2000, 6000), lrs=(3e-3, 1e-2, 3e-2), seeds=(0, 1, 2),
     base, tok, name = load_model("default")
     data = _data(tok)
     rows = []
+    from safetensors.torch import load_file, save_file
+
+    cached = load_file(str(features)) if features and Path(features).is_file() else {}
     for pooling in ("cls", "mean"):
-        model = PromptModel(base, ClassificationHead(384, 3, pooling=pooling), None, tokenizer=tok, model_id=name)
         t = time.perf_counter()
-        X, Y = pooled_features(model, data.train)
-        Xe, Ye = pooled_features(model, data.eval)
+        if f"{pooling}.train" in cached:
+            X, Y, Xe, Ye = (cached[f"{pooling}.{k}"] for k in ("train", "train_labels", "eval", "eval_labels"))
+        else:
+            model = PromptModel(base, ClassificationHead(384, 3, pooling=pooling), None, tokenizer=tok, model_id=name)
+            X, Y = pooled_features(model, data.train)
+            Xe, Ye = pooled_features(model, data.eval)
+            cached.update({f"{pooling}.train": X, f"{pooling}.train_labels": Y, f"{pooling}.eval": Xe,
+                           f"{pooling}.eval_labels": Ye})
+            if features:
+                save_file({k: v.clone() for k, v in cached.items()}, str(features))
         feature_s = time.perf_counter() - t
         for steps in steps_grid:
             for lr in lrs:
@@ -152,11 +166,17 @@ def table() -> Path:
     arms = [json.loads(line) for line in ARMS_FILE.read_text().splitlines() if line.strip()]
     head_rows = [json.loads(line) for line in HEADS_FILE.read_text().splitlines() if line.strip()]
     rows = []
+    by_cell: dict = {}
     for r in head_rows:
-        rows.append({"arm": "head only (cached features)", "pooling": r["pooling"], "steps": r["steps"],
-                     "lr prompt / head": f"— / {r['lr_head']:g}", "seeds": len(r["seeds"]),
-                     "held-out acc": round(r["eval_acc"], 3), "per seed": " ".join(f"{x:.3f}" for x in r["accs"]),
-                     "held-out during training": "", "train acc, last 50": None, "trainable": 1155, "s/step (1 thread)": None})
+        by_cell.setdefault((r["pooling"], r["steps"]), []).append(r)
+    for (pooling, steps), cell in by_cell.items():
+        best = max(cell, key=lambda r: r["eval_acc"])
+        rows.append({"arm": "head only (cached features)", "pooling": pooling, "steps": steps,
+                     "lr prompt / head": "— / " + ", ".join(f"{r['lr_head']:g}" for r in cell), "seeds": len(best["seeds"]),
+                     "held-out acc": round(best["eval_acc"], 3),
+                     "per seed": "mean of 3 seeds per head lr: " + ", ".join(f"{r['eval_acc']:.3f}" for r in cell),
+                     "held-out during training": "", "train acc, last 50": None, "trainable": 1155,
+                     "s/step (1 thread)": None})
     for r in arms:
         rows.append({"arm": _arm_label(r), "pooling": r["pooling"], "steps": r["steps"],
                      "lr prompt / head": f"{r['lr_prompt']:g} / {r['lr_head']:g}" if r["n_tokens"] else f"— / {r['lr_head']:g}",
@@ -169,7 +189,11 @@ def table() -> Path:
              f"held-out pairs (one standard error ≈ {((1 / 3) * (2 / 3) / n_eval) ** 0.5:.3f}), 96 tokens, frozen "
              "all-MiniLM-L6-v2, batch 16, AdamW, linear schedule with 10 % warm-up, gradient clipping 1.0. Prompt arms: "
              "one run each with `train_soft_prompt`, one thread, two arms side by side on 2 cores (s/step includes the "
-             "held-out evaluations). Head-only rows: the same training loop on cached frozen features, mean of 3 seeds.")
+             "held-out evaluations). Head-only rows: the same training loop on cached frozen features, one row per "
+             "(pooling, steps) with three head learning rates, each the mean of seeds 0, 1, 2; 'held-out acc' is the best "
+             "of the three (a generous baseline). Not in the table, stopped when they had collapsed to chance: the deep "
+             "prompt at prompt lr 3e-2 with seed 1 (held-out 0.342 at step 200, training loss 1.10 = ln 3) and with "
+             "seed 0 on an 1,800-step schedule (0.425, 0.399, 0.360 at steps 200, 400, 600).")
     return write_results("nli_study", "NLI (VitaminC): soft prompt + head vs head only, frozen MiniLM, CPU", rows,
                          ["arm", "pooling", "steps", "lr prompt / head", "seeds", "held-out acc", "per seed",
                           "held-out during training", "train acc, last 50", "trainable", "s/step (1 thread)"], notes)
@@ -191,13 +215,15 @@ def main(argv=None) -> None:
     a.add_argument("--batch", type=int, default=16)
     a.add_argument("--eval-every", type=int, default=200)
     a.add_argument("--seed", type=int, default=0)
-    sub.add_parser("heads", help="head-only baselines on cached features")
+    h = sub.add_parser("heads", help="head-only baselines on cached features")
+    h.add_argument("--steps", type=int, nargs="+", default=[600, 1200, 2000, 6000])
+    h.add_argument("--features", default=None, help="safetensors cache of the pooled features")
     sub.add_parser("table", help="write results/nli_study.{json,md}")
     args = p.parse_args(argv)
     if args.command == "arm":
         arm(args)
     elif args.command == "heads":
-        heads()
+        heads(steps_grid=tuple(args.steps), features=args.features)
     else:
         print(table())
 

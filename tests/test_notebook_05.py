@@ -67,3 +67,19 @@ def test_figures_spread_under_window_64_and_the_three_arms(executed):
         assert z[-1, -1] == (3 if global_prompt else 0)
     names = [t["name"] for t in runs["data"] if not t["name"].endswith("held-out")]
     assert names[::2] == ["head only", "label-cue prompt + head", "deep [SEP] prompt + head"]
+
+
+@pytest.mark.notebook
+@pytest.mark.timeout(1200)
+def test_the_study_table_is_shown_and_says_what_the_prose_says(text):
+    import json
+    from pathlib import Path
+
+    results = json.loads((Path(__file__).resolve().parents[1] / "benchmarks/results/nli_study.json").read_text())
+    rows = results["rows"]
+    heads = [r["held-out acc"] for r in rows if r["arm"].startswith("head only")]
+    deep = [r for r in rows if r["arm"].startswith("deep") and r["lr prompt / head"] == "0.01 / 0.01"]
+    assert len(heads) == 8 and max(heads) == 0.441                      # 2 poolings x 4 step counts; the prose's 0.441
+    assert sorted(r["held-out acc"] for r in deep) == [0.518, 0.521]      # two seeds, as the prose says
+    assert min(r["held-out acc"] for r in deep) - max(heads) > 0.07
+    assert "| deep 20-token prefix prompt ([SEP] copies) + head | mean | 1200 | 0.01 / 0.01 |" in text  # shown
