@@ -80,7 +80,8 @@ def run(quick: bool = False, full: bool = False, names: list[str] | None = None,
                    "≤ 3 min": None if "seconds" not in r or not fast else ("yes" if r["seconds"] <= 180 else "NO"),
                    "error": r.get("error"), "measured": machine_info()["date"]}
             rows.append(row)
-            kept = [e for e in earlier if (e["notebook"], e["mode"]) not in {(x["notebook"], x["mode"]) for x in rows}]
+            measured = {(x["notebook"], x["mode"]) for x in rows}
+            kept = [e for e in earlier if (e["notebook"], e["mode"]) not in measured]
             merged = sorted(kept + rows, key=lambda e: (e["notebook"], e["mode"] != "fast"))
             md = _write(merged, done=len(rows), total=total)  # partial results survive
     return md

@@ -59,3 +59,19 @@ def array(value):
         out = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
         return out.reshape([int(n) for n in str(value.get("shape", out.size)).split(",")])
     return np.asarray(value)
+
+
+def notebook_fixtures(name: str, *, timeout: int = 600):
+    """Module-scoped pytest fixtures ``(executed, text)`` for ``notebooks/<name>``, run once (fast
+    mode): ``executed, text = notebook_fixtures("05_nli.ipynb")`` at a test module's top level."""
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def executed():
+        return run_notebook(name, timeout=timeout)[0]
+
+    @pytest.fixture(scope="module")
+    def text(executed):
+        return output_text(executed)
+
+    return executed, text

@@ -5,18 +5,10 @@ import re
 
 import pytest
 
-from _notebooks import figures, output_text, run_notebook
+from _notebooks import figures, notebook_fixtures
 
 
-@pytest.fixture(scope="module")
-def executed():
-    nb, seconds = run_notebook("02_prompt_tuning_basics.ipynb", timeout=600)
-    return nb
-
-
-@pytest.fixture(scope="module")
-def text(executed):
-    return output_text(executed)
+executed, text = notebook_fixtures("02_prompt_tuning_basics.ipynb")
 
 
 @pytest.mark.notebook

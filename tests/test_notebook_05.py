@@ -5,19 +5,11 @@ import re
 
 import pytest
 
-from _notebooks import array, figures, output_text, run_notebook
+from _notebooks import array, figures, notebook_fixtures
 from attnviz import AttentionPattern, PromptPlacement, build_masks, spread
 
 
-@pytest.fixture(scope="module")
-def executed():
-    nb, seconds = run_notebook("05_nli.ipynb", timeout=600)
-    return nb
-
-
-@pytest.fixture(scope="module")
-def text(executed):
-    return output_text(executed)
+executed, text = notebook_fixtures("05_nli.ipynb")
 
 
 @pytest.mark.notebook

@@ -82,15 +82,21 @@ def training_figure(history: Iterable[Mapping], *, steps: int | None = None, tit
     parts = training_parts(history, steps=steps, title=title)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"), horizontal_spacing=0.09)
     fig.add_traces(parts.traces)
-    fig.update_layout(font=FONT, plot_bgcolor="white", width=width, height=height,
-                      title=dict(text=parts.layout["title"]["text"], x=0.5, xanchor="center"),
-                      legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.18, yanchor="top"),
-                      margin=dict(l=60, r=30, t=80, b=90))
-    fig.update_xaxes(title_text="step", range=parts.layout.get("xaxis", {}).get("range"), showline=True,
-                     linecolor="#999", gridcolor="#eee", zeroline=False)
-    fig.update_yaxes(showline=True, linecolor="#999", gridcolor="#eee", zeroline=False)
+    _style_step_panels(fig, parts.layout["title"]["text"], width, height,
+                       x_range=parts.layout.get("xaxis", {}).get("range"))
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
     return fig
+
+
+def _style_step_panels(fig: go.Figure, title: str, width: int, height: int, x_range=None) -> None:
+    """The shared look of the two-panel (loss | accuracy) figures against the step, in place."""
+    fig.update_layout(font=FONT, plot_bgcolor="white", width=width, height=height,
+                      title=dict(text=title, x=0.5, xanchor="center"),
+                      legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.18, yanchor="top"),
+                      margin=dict(l=60, r=30, t=80, b=90))
+    fig.update_xaxes(title_text="step", range=x_range, showline=True, linecolor="#999", gridcolor="#eee",
+                     zeroline=False)
+    fig.update_yaxes(showline=True, linecolor="#999", gridcolor="#eee", zeroline=False)
 
 
 #: Colours of the runs in :func:`runs_figure`, in order.
@@ -149,10 +155,5 @@ def runs_figure(runs: Mapping[str, Iterable[Mapping]], *, smooth: int = 25, chan
     if chance is not None:
         fig.add_hline(y=chance, line=dict(color="#999", dash="dot"), row=1, col=2,
                       annotation_text=f"chance {chance:.2f}", annotation_position="bottom right")
-    fig.update_layout(font=FONT, plot_bgcolor="white", width=width, height=height,
-                      title=dict(text=title or "Training runs compared", x=0.5, xanchor="center"),
-                      legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.18, yanchor="top"),
-                      margin=dict(l=60, r=30, t=80, b=90))
-    fig.update_xaxes(title_text="step", showline=True, linecolor="#999", gridcolor="#eee", zeroline=False)
-    fig.update_yaxes(showline=True, linecolor="#999", gridcolor="#eee", zeroline=False)
+    _style_step_panels(fig, title or "Training runs compared", width, height)
     return fig
