@@ -16,7 +16,8 @@ socket write is missing). Reported per cell, medians over the changes:
   ``spread_pattern``, and ``dense / structural``.
 
 Rows at L = 16384 x 24 layers also move other controls: the layer shown, the seed with random
-blocks on (new random tables every change), the global prompt and per-layer windows.
+blocks on (new random tables every change), the global prompt, per-layer windows and the
+placement (prefix / scattered every 64 / infix / suffix: the segment shapes change in number).
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def _changes(control: str, layers: int) -> tuple[dict, list]:
         return {"random_blocks": 2, "block_size": 64}, list(range(1, 11))
     if control == "global prompt":
         return {}, [True, False] * 5
+    if control == "placement":
+        return {"every": 64, "at": 100}, ["scattered", "infix", "suffix", "prefix", "scattered"] * 2
     if control == "per-layer windows":
         per = lambda a, b: ",".join(str(a if i < layers // 2 else b) for i in range(layers))
         return {}, [per(32, 128), per(64, 256), per(16, 512), per(128, 32), per(256, 64)] * 2
@@ -112,8 +115,8 @@ def run(quick: bool = False) -> "os.PathLike":
     for L in lengths:
         for n in layer_counts:
             big = L == max(lengths) and n == max(layer_counts)
-            controls = ["window"] + (["layer", "seed (random blocks on)", "global prompt", "per-layer windows"]
-                                     if big else [])
+            controls = ["window"] + (["layer", "seed (random blocks on)", "global prompt", "per-layer windows",
+                                               "placement"] if big else [])
             res = run_cell("benchmarks.explorer_latency", "cell", timeout=900, memory_allocator=False, length=L, layers=n, controls=controls, repeats=1 if quick else 2)
             if "error" in res:
                 rows.append({"L": L, "layers": n, "control": "window", "error": res["error"]})

@@ -28,6 +28,8 @@ from typing import Any
 import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
+from _plotly_utils.basevalidators import CompoundArrayValidator, CompoundValidator
+from plotly.basedatatypes import BaseLayoutType
 from plotly.serializers import _js_to_py, _py_to_js
 from traitlets import Dict, List
 
@@ -96,29 +98,60 @@ def _props_of(trace) -> dict:
     return dict(props) if isinstance(props, dict) else trace.to_plotly_json()
 
 
+def _set_layout(obj, new: dict, old: dict) -> None:
+    """Merge the layout properties ``new`` into the plotly object ``obj`` (a layout, or a part of
+    one such as an axis), sending only what differs from ``old`` (the parts applied last time).
+
+    Nested objects (``title``, ``xaxis3``) are merged leaf by leaf, as ``layout.update`` does, but
+    arrays of objects (``shapes``, ``annotations``, ``sliders``, ...) are always replaced whole:
+    plotly's own ``update`` merges them element by element and then appends or wraps around,
+    which sends ``shapes`` and ``shapes.1.x0`` in one relayout (plotly.js rejects that: "cannot
+    set shapes.1.x0 and a parent attribute simultaneously") and leaves stray old shapes when the
+    number shrinks. Arrays of objects that were in ``old`` but not in ``new`` are emptied."""
+    for key, value in new.items():
+        before = old.get(key) if isinstance(old, dict) else None
+        if _same(before, value):
+            continue
+        if key not in obj and isinstance(obj, BaseLayoutType) and obj._subplot_re_match(key):
+            obj[key] = {}                      # e.g. xaxis4, not yet in the figure
+        validator = obj._get_prop_validator(key)
+        if isinstance(validator, CompoundValidator) and isinstance(value, dict):
+            _set_layout(obj[key], value, before if isinstance(before, dict) else {})
+        elif isinstance(validator, CompoundArrayValidator):
+            obj[key] = tuple(value or ())
+        else:
+            obj[key] = value
+    if isinstance(old, dict):
+        for key in old.keys() - new.keys():
+            if isinstance(obj._get_prop_validator(key), CompoundArrayValidator):
+                obj[key] = ()
+
+
 def apply_parts(fig: go.Figure, parts: FigureParts) -> None:
     """Put ``parts`` (traces in a fixed order + layout) into a figure, in place, in one batch:
     trace ``i`` takes the properties of ``parts.traces[i]`` that changed since the last parts
-    applied (properties the new trace lacks are cleared), then the layout is merged. Only what
-    changed travels to the browser. Traces are replaced wholesale when their number or types
-    differ (e.g. a segment appears or disappears). Works on a plain ``go.Figure`` too (exports)."""
+    applied (properties the new trace lacks are cleared), then the layout is merged
+    (:func:`_set_layout`: arrays of shapes / annotations replaced whole). Only what changed
+    travels to the browser, in updates plotly.js accepts (never a parent and one of its children
+    in one message). Traces are replaced wholesale when their number or types differ (e.g. a
+    segment appears or disappears). Works on a plain ``go.Figure`` too (exports)."""
     new = [_props_of(t) for t in parts.traces]
     before = getattr(fig, "_attnviz_applied", None)
     if before is None or len(before[0]) != len(new):
         before = ([t.to_plotly_json() for t in fig.data], {})
+    batch = fig.batch_update() if isinstance(fig, go.FigureWidget) else contextlib.nullcontext()
     if len(fig.data) != len(new) or any(a.type != b.type for a, b in zip(fig.data, parts.traces)):
         fig.data = ()
         fig.add_traces(parts.traces)
-        fig.layout.update(parts.layout)
+        with batch:
+            _set_layout(fig.layout, parts.layout, before[1])
     else:
-        with fig.batch_update() if isinstance(fig, go.FigureWidget) else contextlib.nullcontext():
+        with batch:
             for trace, old, props in zip(fig.data, before[0], new):
                 diff = _changed_props(old, props, keep={"type", "uid"})
                 if diff:
                     trace.update(diff, overwrite=True)
-            layout = {k: v for k, v in parts.layout.items() if not _same(before[1].get(k), v)}
-            if layout:
-                fig.layout.update(layout)
+            _set_layout(fig.layout, parts.layout, before[1])
     fig._attnviz_applied = (new, parts.layout)
 
 
