@@ -212,41 +212,242 @@ def as_layout(layout: SequenceLayout | int) -> SequenceLayout:
     raise TypeError(f"layout must be a SequenceLayout or an int length, got {type(layout).__name__}")
 
 
-# ---- the one rule ------------------------------------------------------------------------------
-def _rule(pattern: AttentionPattern, layout: SequenceLayout, layer: int):
-    """The ingredients of layer ``layer``'s rule, as tensors captured by closures."""
-    return (
-        pattern.window_at(layer),
-        pattern.dilation_at(layer),
-        pattern.global_mask(layout),
-        pattern.random_block_table(layer, layout.length),
-    )
+# ---- the one rule, as named parts ---------------------------------------------------------------
+#: A mask function in FlexAttention's and transformers' signature: ``(b, h, q_idx, kv_idx) -> bool``
+#: tensor of the broadcast shape of ``q_idx`` and ``kv_idx`` (``b`` and ``h`` are never read here).
+MaskFn = Callable
+
+#: Up to this many contiguous runs of global positions are tested with range comparisons; more
+#: (e.g. a scattered prompt) with one lookup into the ``(L,)`` table.
+MAX_GLOBAL_RANGES = 4
 
 
-def _parts(pattern, window, dilation, is_global, rand, q, k):
-    """Boolean tensors (window, global, random, causal_ok) for broadcastable index tensors q, k."""
-    diff = q - k
-    if window is None:
-        local = torch.ones_like(diff, dtype=torch.bool)
-    elif pattern.causal:
-        local = (diff >= 0) & (diff < window * dilation)
+def and_masks(*parts: MaskFn) -> MaskFn:
+    """The AND of mask functions (one part: that part itself, no wrapper). As torch's and
+    transformers' ``and_masks``, but starting from the first part rather than a constant, so the
+    closure FlexAttention compiles holds only the parts' own operations, and ``b`` may be None."""
+    if not parts:
+        raise ValueError("and_masks needs at least one mask function")
+    if len(parts) == 1:
+        return parts[0]
+
+    def and_mask(b, h, q_idx, kv_idx):
+        out = parts[0](b, h, q_idx, kv_idx)
+        for part in parts[1:]:
+            out = out & part(b, h, q_idx, kv_idx)
+        return out
+
+    return and_mask
+
+
+def or_masks(*parts: MaskFn) -> MaskFn:
+    """The OR of mask functions (one part: that part itself); see :func:`and_masks`."""
+    if not parts:
+        raise ValueError("or_masks needs at least one mask function")
+    if len(parts) == 1:
+        return parts[0]
+
+    def or_mask(b, h, q_idx, kv_idx):
+        out = parts[0](b, h, q_idx, kv_idx)
+        for part in parts[1:]:
+            out = out | part(b, h, q_idx, kv_idx)
+        return out
+
+    return or_mask
+
+
+def full_part() -> MaskFn:
+    """Every pair (full attention)."""
+    def full(b, h, q_idx, kv_idx):
+        return torch.ones_like(q_idx - kv_idx, dtype=torch.bool)
+    return full
+
+
+def causal_part() -> MaskFn:
+    """``k <= q`` (transformers' ``causal_mask_function``)."""
+    def causal(b, h, q_idx, kv_idx):
+        return kv_idx <= q_idx
+    return causal
+
+
+def window_part(window: int, causal: bool, dilation: int = 1, device=None) -> MaskFn:
+    """The band: bidirectional ``|q - k| <= (window // 2) * dilation``, causal
+    ``0 <= q - k < window * dilation``; with ``dilation > 1`` also ``(q - k) % dilation == 0``
+    (the modulo only then). Bounds travel as 0-d tensors on ``device``: ``torch.compile`` takes
+    them as inputs instead of guarding on their values, so a new window does not recompile."""
+    if causal:
+        span = torch.tensor(window * dilation, device=device)
+
+        def causal_window(b, h, q_idx, kv_idx):
+            diff = q_idx - kv_idx
+            return (diff >= 0) & (diff < span)
+        band = causal_window
     else:
-        local = diff.abs() <= (window // 2) * dilation
-    if window is not None and not (isinstance(dilation, int) and dilation == 1):
-        local = local & (diff % dilation == 0)  # tensors (flex) always take this branch
-    glob = is_global[q] | is_global[k]
-    rnd = rand[q // pattern.block_size, k // pattern.block_size] if rand is not None else torch.zeros_like(local)
-    ok = k <= q if pattern.causal else torch.ones_like(local)
-    return local, glob, rnd, ok
+        half = torch.tensor((window // 2) * dilation, device=device)
+
+        def window(b, h, q_idx, kv_idx):
+            return (q_idx - kv_idx).abs() <= half
+        band = window
+    if dilation == 1:
+        return band
+    step = torch.tensor(dilation, device=device)
+
+    def dilated(b, h, q_idx, kv_idx):
+        return (q_idx - kv_idx) % step == 0
+    return and_masks(band, dilated)
+
+
+def global_runs(is_global: torch.Tensor) -> tuple[tuple[int, int], ...]:
+    """Contiguous runs ``((start, stop), ...)`` of True in a bool ``(L,)`` table."""
+    g = is_global.to("cpu", torch.int8)
+    edges = torch.diff(torch.nn.functional.pad(g, (1, 1))).nonzero().flatten().tolist()
+    return tuple(zip(edges[0::2], edges[1::2]))
+
+
+def global_part(is_global: torch.Tensor, device=None) -> MaskFn | None:
+    """Pairs with a global query or key (``is_global``: bool ``(L,)``), or None without globals.
+    Up to :data:`MAX_GLOBAL_RANGES` runs of positions are range comparisons (``q < 21`` for a
+    21-token prefix with ``[CLS]``), more are a lookup into the table."""
+    runs = global_runs(is_global)
+    if not runs:
+        return None
+    if len(runs) > MAX_GLOBAL_RANGES:
+        table = is_global.to(device)
+
+        def global_lookup(b, h, q_idx, kv_idx):
+            return table[q_idx] | table[kv_idx]
+        return global_lookup
+    tests = []
+    for start, stop in runs:
+        hi = torch.tensor(stop, device=device)
+        if start == 0:
+            tests.append(lambda x, hi=hi: x < hi)
+        else:
+            lo = torch.tensor(start, device=device)
+            tests.append(lambda x, lo=lo, hi=hi: (x >= lo) & (x < hi))
+    if len(tests) == 1:
+        inside = tests[0]
+
+        def global_range(b, h, q_idx, kv_idx):
+            return inside(q_idx) | inside(kv_idx)
+        return global_range
+
+    def global_ranges(b, h, q_idx, kv_idx):
+        out = tests[0](q_idx) | tests[0](kv_idx)
+        for t in tests[1:]:
+            out = out | t(q_idx) | t(kv_idx)
+        return out
+    return global_ranges
+
+
+def random_part(table: torch.Tensor | None, block_size: int, device=None) -> MaskFn | None:
+    """BigBird random key blocks: ``table[q // block_size, k // block_size]`` (``table``: bool
+    ``(nb, nb)``), or None without random blocks."""
+    if table is None or not bool(table.any()):
+        return None
+    table = table.to(device)
+
+    def random_blocks(b, h, q_idx, kv_idx):
+        return table[q_idx // block_size, kv_idx // block_size]
+    return random_blocks
+
+
+@dataclass(frozen=True)
+class LayerRule:
+    """Who may attend whom in one layer, as the named parts of :func:`layer_rule`.
+
+    A pair ``(q, k)`` is allowed when ``(window | global | random) & causal``; absent parts are
+    left out of the composition (no global positions: no global test; no random blocks: no lookup;
+    full attention: the window alone, which already allows everything).
+
+    Attributes:
+        length: ``L``.
+        causal: decoder-style (``k <= q`` for every pair).
+        window: the band width (see the module doc), None = full attention.
+        dilation: spacing of the keys in the band, >= 1.
+        is_global: bool ``(L,)``: positions with global attention.
+        random: bool ``(nb, nb)`` random key blocks per query block, or None.
+        block_size: the random blocks' length (None without them).
+    """
+
+    length: int
+    causal: bool
+    window: int | None
+    dilation: int
+    is_global: torch.Tensor
+    random: torch.Tensor | None
+    block_size: int | None
+
+    @property
+    def span(self) -> tuple[int, int]:
+        """``(left, right)``: how far the band reaches back and forward (``q - k`` in ``[-right, left]``);
+        ``(L, L)`` for full attention."""
+        if self.window is None:
+            return self.length, self.length
+        if self.causal:
+            return (self.window - 1) * self.dilation, 0
+        half = (self.window // 2) * self.dilation
+        return half, half
+
+    @property
+    def global_positions(self) -> torch.Tensor:
+        """long ``(G,)``: the global positions, ascending."""
+        return self.is_global.nonzero().flatten()
+
+    def parts(self, device=None) -> dict[str, MaskFn]:
+        """The parts that allow pairs, by name (``"window"``, then ``"global"`` and ``"random"``
+        where the layer has them), each a :data:`MaskFn` with its tensors on ``device``. The
+        ``"causal"`` constraint is :meth:`constraint`."""
+        out = {"window": full_part() if self.window is None
+               else window_part(self.window, self.causal, self.dilation, device)}
+        g = global_part(self.is_global, device)
+        if g is not None:
+            out["global"] = g
+        r = random_part(self.random, self.block_size, device) if self.random is not None else None
+        if r is not None:
+            out["random"] = r
+        return out
+
+    def constraint(self) -> MaskFn | None:
+        """The part every allowed pair must also pass: ``causal`` (``k <= q``), or None."""
+        return causal_part() if self.causal else None
+
+    def mask_fn(self, device=None) -> MaskFn:
+        """The smallest composition of the parts this layer needs: ``(window | global | random) &
+        causal``, dropping what is absent or implied (a causal window needs no causal test of its own)."""
+        parts = self.parts(device)
+        if self.window is None and not self.causal:
+            return parts["window"]                       # full attention: nothing can add to it
+        if self.window is None:                          # full causal: the window part is redundant
+            return causal_part()
+        allowed = or_masks(*parts.values())
+        if self.causal and len(parts) > 1:               # a causal band alone is already causal
+            allowed = and_masks(allowed, causal_part())
+        return allowed
+
+    def evaluate(self, fn: MaskFn, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """bool, the broadcast shape of ``q`` and ``k``: ``fn`` on index tensors."""
+        out = fn(None, None, q, k)
+        return out.expand(torch.broadcast_shapes(q.shape, k.shape))
+
+
+def layer_rule(pattern: AttentionPattern, layout: SequenceLayout | int, layer: int) -> LayerRule:
+    """The public per-layer rule of ``pattern`` on ``layout``: window, dilation, global positions,
+    random blocks and causality of ``layer`` (:class:`LayerRule`). Every view of the pattern —
+    :func:`build_masks`, :func:`mask_reasons`, :func:`mask_mod`, the pooled and structural paths —
+    reads this."""
+    layout = as_layout(layout)
+    return LayerRule(length=layout.length, causal=pattern.causal, window=pattern.window_at(layer),
+                     dilation=pattern.dilation_at(layer), is_global=pattern.global_mask(layout),
+                     random=pattern.random_block_table(layer, layout.length),
+                     block_size=pattern.block_size if pattern.random_blocks else None)
 
 
 def allowed(pattern: AttentionPattern, layout: SequenceLayout | int, layer: int,
             q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """bool, broadcast shape of ``q`` and ``k``: may query position ``q`` attend key ``k`` in ``layer``."""
-    layout = as_layout(layout)
-    w, d, g, r = _rule(pattern, layout, layer)
-    local, glob, rnd, ok = _parts(pattern, w, d, g, r, q, k)
-    return (local | glob | rnd) & ok
+    rule = layer_rule(pattern, layout, layer)
+    return rule.evaluate(rule.mask_fn(q.device), q, k)
 
 
 def build_masks(pattern: AttentionPattern, layout: SequenceLayout | int, num_layers: int,
@@ -263,50 +464,38 @@ def build_masks(pattern: AttentionPattern, layout: SequenceLayout | int, num_lay
     k = torch.arange(L, device=device)[None, :]
     out = torch.empty(num_layers, L, L, dtype=torch.bool, device=device)
     for layer in range(num_layers):
-        w, d, g, r = _rule(pattern, layout, layer)
-        local, glob, rnd, ok = _parts(pattern, w, d, g.to(device), None if r is None else r.to(device), q, k)
-        out[layer] = (local | glob | rnd) & ok
+        rule = layer_rule(pattern, layout, layer)
+        out[layer] = rule.evaluate(rule.mask_fn(q.device), q, k)
     return out
 
 
 def mask_reasons(pattern: AttentionPattern, layout: SequenceLayout | int, layer: int) -> torch.Tensor:
     """uint8 ``(L, L)``: why each pair is allowed or blocked, codes index :data:`REASONS`
     (window first, then global, then random block; blocked pairs say whether causality blocked them)."""
-    layout = as_layout(layout)
-    L = layout.length
+    rule = layer_rule(pattern, layout, layer)
+    L = rule.length
     q = torch.arange(L)[:, None]
     k = torch.arange(L)[None, :]
-    local, glob, rnd, ok = _parts(pattern, *_rule(pattern, layout, layer), q, k)
     out = torch.full((L, L), BLOCKED, dtype=torch.uint8)
-    out[rnd] = RANDOM
-    out[glob] = GLOBAL
-    out[local] = WINDOW
-    out[~ok] = FUTURE
+    parts = rule.parts()
+    for name, code in (("random", RANDOM), ("global", GLOBAL), ("window", WINDOW)):
+        if name in parts:
+            out[rule.evaluate(parts[name], q, k)] = code
+    if rule.causal:
+        out[~rule.evaluate(causal_part(), q, k)] = FUTURE
     return out
 
 
 def mask_mod(pattern: AttentionPattern, layout: SequenceLayout | int, layer: int,
              device: torch.device | str | None = None) -> Callable:
     """FlexAttention ``mask_mod(b, h, q_idx, kv_idx) -> bool`` for one layer, from the same rule
-    as :func:`build_masks` (pass it to ``torch.nn.attention.flex_attention.create_block_mask``)."""
-    layout = as_layout(layout)
-    w, d, g, r = _rule(pattern, layout, layer)
-    g = g.to(device)
-    r = None if r is None else r.to(device)
-    if w is None:
-        def attnviz_mask(b, h, q_idx, kv_idx):
-            local, glob, rnd, ok = _parts(pattern, None, 1, g, r, q_idx, kv_idx)
-            return (local | glob | rnd) & ok
-        return attnviz_mask
-    # Window and dilation travel as tensors, not Python ints: torch.compile then treats them as
-    # inputs instead of guarding on their values, so a new window does not trigger a recompile.
-    w_t, d_t = torch.tensor(w, device=device), torch.tensor(d, device=device)
+    as :func:`build_masks` (pass it to ``torch.nn.attention.flex_attention.create_block_mask``).
 
-    def attnviz_windowed_mask(b, h, q_idx, kv_idx):
-        local, glob, rnd, ok = _parts(pattern, w_t, d_t, g, r, q_idx, kv_idx)
-        return (local | glob | rnd) & ok
-
-    return attnviz_windowed_mask
+    The closure holds only the parts the layer uses (:meth:`LayerRule.mask_fn`): no modulo without
+    dilation, range comparisons for global positions that form a few runs, no random-block lookup
+    without random blocks. The kernel evaluates it on every cell of every partial tile, so its size
+    is the cost of the sparse attention (``benchmarks/results/flex_mask_op.md``)."""
+    return layer_rule(pattern, layout, layer).mask_fn(device)
 
 
 def describe(pattern: AttentionPattern) -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .patterns import BLOCKED, FUTURE, GLOBAL, RANDOM, REASONS, WINDOW, AttentionPattern, _parts, _rule, as_layout
+from .patterns import BLOCKED, FUTURE, GLOBAL, RANDOM, REASONS, WINDOW, AttentionPattern, as_layout, layer_rule
 from .placement import SequenceLayout
 from .spread import Spread, _one_thread
 
@@ -166,8 +166,10 @@ def _pooled_reasons(pattern, layout, layer, edges, block, chunk) -> PooledMask:
     bq = _block_of(e)
     nb = len(e) - 1
     sizes = e[1:] - e[:-1]
-    window, dilation, is_global, rand = _rule(pattern, layout, layer)
-    causal = pattern.causal
+    rule = layer_rule(pattern, layout, layer)
+    window, dilation, is_global, rand = rule.window, rule.dilation, rule.is_global, rule.random
+    causal = rule.causal
+    parts = rule.parts()
     counts = torch.zeros(len(REASONS), nb, nb, dtype=torch.int64)
     total = sizes[:, None] * sizes[None, :]
     future = _future_pairs(sizes) if causal else torch.zeros_like(total)
@@ -178,7 +180,7 @@ def _pooled_reasons(pattern, layout, layer, edges, block, chunk) -> PooledMask:
 
     # Key segments: the blocks, cut further at BigBird block edges when there are random blocks, so
     # that each segment lies in one block and one BigBird block.
-    bs = pattern.block_size if rand is not None else None
+    bs = rule.block_size if rand is not None else None
     if bs is not None:
         seg_edges = torch.unique(torch.cat([e, torch.arange(0, L, bs)]))
     else:
@@ -192,7 +194,7 @@ def _pooled_reasons(pattern, layout, layer, edges, block, chunk) -> PooledMask:
     #    with (q - k) % dilation == 0 that lie in S. Every window pair is allowed (causal windows
     #    only reach back), so they are all WINDOW.
     d = dilation
-    left, right = ((window - 1) * d, 0) if causal else ((window // 2) * d,) * 2
+    left, right = rule.span
     q_all = torch.arange(L)
     lo_q = (q_all - left).clamp(min=0)
     hi_q = (q_all + right).clamp(max=L - 1)
@@ -234,8 +236,9 @@ def _pooled_reasons(pattern, layout, layer, edges, block, chunk) -> PooledMask:
             win = _multiples(torch.maximum(s0, gs - dmax) - gs, torch.minimum(s1 - 1, gs - dmin) - gs, d)
             # less the global keys (their pairs are in the columns): global keys allowed, not window
             kq, kk = torch.broadcast_tensors(gs, g[None, :])
-            _, _, _, g_ok = _parts(pattern, window, d, is_global, None, kq, kk)
-            g_local = _parts(pattern, window, d, is_global, None, kq, kk)[0]
+            constraint = rule.constraint()
+            g_ok = rule.evaluate(constraint, kq, kk) if constraint else torch.ones_like(kq, dtype=torch.bool)
+            g_local = rule.evaluate(parts["window"], kq, kk)
             glob_keys = torch.zeros(len(gs), ns, dtype=torch.int64)
             glob_keys.scatter_add_(1, seg_of[kk], (g_ok & ~g_local).long())
             _add_global(flat, in_random, ok - win - glob_keys, bq[gs] * nb + seg_block[None, :], nb,

@@ -187,17 +187,20 @@ def spread_pattern(pattern, layout, num_layers: int, sources=None) -> Spread:
 
 
 def _spread_pattern(pattern, layout, num_layers: int, sources) -> Spread:
+    from .patterns import layer_rule
+
     L = layout.length
     current = _sources_mask(layout.prompt_positions if sources is None else sources, L).numpy()
-    is_global = pattern.global_mask(layout).numpy()
-    global_pos = np.flatnonzero(is_global)
-    positions = np.arange(L)
     first = np.where(current, 0, -1).astype(np.int64)
+    positions = np.arange(L)
     rows = [current]
     for layer in range(num_layers):
-        new = current | _window_hits(current, pattern.window_at(layer), pattern.dilation_at(layer), pattern.causal)
+        rule = layer_rule(pattern, layout, layer)
+        is_global = rule.is_global.numpy()
+        global_pos = np.flatnonzero(is_global)
+        new = current | _window_hits(current, rule.window, rule.dilation, rule.causal)
         # Global rows see every (earlier, if causal) key; global columns are seen by every (later) query.
-        if pattern.causal:
+        if rule.causal:
             seen_before = np.logical_or.accumulate(current)
             new |= is_global & seen_before
             hit_globals = global_pos[current[global_pos]]
@@ -208,9 +211,9 @@ def _spread_pattern(pattern, layout, num_layers: int, sources) -> Spread:
                 new |= is_global
             if current[global_pos].any():
                 new[:] = True
-        table = pattern.random_block_table(layer, L)
+        table = rule.random
         if table is not None:
-            bs = pattern.block_size
+            bs = rule.block_size
             nb = table.shape[0]
             padded = np.zeros(nb * bs, dtype=bool)
             padded[:L] = current
