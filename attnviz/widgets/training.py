@@ -110,7 +110,10 @@ class TrainingMonitor(ShowOnce):
         # starts at once can starve a 2-core laptop's browser and leave the figure blank).
         self._rendered = threading.Event()
         self._displayed = False
-        self.figure.observe(lambda _change: self._rendered.set(), names="_js2py_layoutDelta")
+        # (plotly's front end, 7.1, answers newPlot with _js2py_traceDeltas and with a misnamed
+        # "_js2py_widget_layoutDelta" that never reaches _js2py_layoutDelta: watch both names, or
+        # the wait runs into RENDER_WAIT_S after every launch)
+        self.figure.observe(lambda _change: self._rendered.set(), names=["_js2py_layoutDelta", "_js2py_traceDeltas"])
         self._view = widgets.VBox([widgets.HBox([self.stop_button, self.status],
                                                 layout=widgets.Layout(align_items="center")), self.figure])
         self._view.add_class("attnviz-training-monitor")
