@@ -138,3 +138,15 @@ def test_save_html_is_one_self_contained_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["page.html"]  # no temporary file left behind
     with pytest.raises(ValueError, match="does not exist"):
         save_html(figs[0], tmp_path / "missing" / "x.html")
+
+
+def test_training_curves_have_four_distinct_colours():
+    """Issue 18: train loss and train accuracy shared one colour in the legend."""
+    from attnviz.plots.training import TRACES, training_figure
+
+    log = [{"step": s, "loss": 1 / s, "accuracy": 0.5, "eval": {"loss": 1.0, "accuracy": 0.6} if s == 2 else None}
+           for s in (1, 2)]
+    fig = training_figure(log, steps=2)
+    assert [t.name for t in fig.data] == list(TRACES)
+    colours = [t.line.color for t in fig.data]
+    assert len(set(colours)) == 4 and [t.marker.color for t in fig.data] == colours

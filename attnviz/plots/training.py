@@ -16,9 +16,12 @@ from plotly.subplots import make_subplots
 
 from ._style import FONT, FigureParts
 
-TRAIN_COLOR, EVAL_COLOR = "#1f77b4", "#d62728"
 #: Trace order of the figure (the live monitor updates them in place).
 TRACES = ("train loss", "held-out loss", "train accuracy", "held-out accuracy")
+#: One colour per trace, so the legend tells all four apart (colour-blind-safe Okabe-Ito hues):
+#: blue / vermillion for the losses, green / reddish purple for the accuracies.
+COLORS = {"train loss": "#0072B2", "held-out loss": "#D55E00",
+          "train accuracy": "#009E73", "held-out accuracy": "#CC79A7"}
 
 
 def _curves(history: Iterable[Mapping]) -> dict[str, tuple[list, list]]:
@@ -49,7 +52,7 @@ def training_parts(history: Iterable[Mapping], *, steps: int | None = None, titl
     traces = []
     for name, (x, y) in curves.items():
         held_out = name.startswith("held-out")
-        color = EVAL_COLOR if held_out else TRAIN_COLOR
+        color = COLORS[name]
         axes = ("x", "y") if name.endswith("loss") else ("x2", "y2")
         traces.append(go.Scatter(
             x=x, y=y, name=name, mode="lines+markers", xaxis=axes[0], yaxis=axes[1],
