@@ -18,6 +18,7 @@ from attnviz.prompts import SoftPrompt, load_checkpoint, train_soft_prompt
 from attnviz.widgets import InfluenceExplorer, InfluenceSettings, influence_view
 
 from _prompt_fixtures import make_run, tiny_tokenizer
+from _values import shows
 
 TEXT = "the film was very good and the plot was fine but the service was poor"
 
@@ -59,14 +60,14 @@ def _check(ex: InfluenceExplorer, model, tok, weight=None):
     expected = maps.values[0].mean(0) if s.head is None else maps.values[0, s.head]
     z = np.asarray(att.z)
     assert z.shape == (layout.length, layout.length)
-    assert np.array_equal(z, expected.numpy().astype(np.float64))
+    assert shows(att.z, expected)
     # nothing outside the pattern's mask, rows are probabilities
     allowed = build_masks(pattern, layout, model.config.num_hidden_layers)[s.layer].numpy()
     assert (z[~allowed] == 0).all()
     np.testing.assert_allclose(z.sum(1), 1.0, atol=1e-5)
     heat = ex.figures["influence"].data[0]
-    values = infl.values[0].numpy().astype(np.float64)
-    assert np.array_equal(np.asarray(heat.customdata), values)
+    values = infl.values[0].numpy()
+    assert shows(heat.customdata, infl.values[0])
     # blank exactly where the influence is 0, and 0 wherever spread says the prompt has not arrived
     assert np.array_equal(np.isnan(np.asarray(heat.z, dtype=float)), values == 0)
     assert (values[~infl.reached[0].numpy()] == 0).all()
@@ -150,8 +151,7 @@ def test_long_text_pools_the_heatmap_but_keeps_the_prompt_exact(model, tok):
     assert maps.pooled and maps.values.shape[-1] < view.layout.length
     for p in view.layout.prompt_positions:                 # each prompt position is a unit of its own
         assert maps.unit_sizes[maps.unit_of[p]] == 1
-    z = np.asarray(view.attention.traces[0].z)
-    assert np.array_equal(z, maps.values[0].mean(0).numpy().astype(np.float64))
+    assert shows(view.attention.traces[0].z, maps.values[0].mean(0))
 
 
 def test_export_html_is_offline(model, tok, tmp_path):

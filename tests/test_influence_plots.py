@@ -10,6 +10,7 @@ from attnviz.models import tiny_model
 from attnviz.plots.influence import attribution_figure, influence_distance_figure, influence_figure
 from attnviz.pooling import block_edges
 from attnviz.spread import first_layer_of
+from _values import shown, shows
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +32,12 @@ def test_heatmap_equals_the_mean_and_blank_is_exactly_zero(maps):
     r = maps["ablation"]
     fig = influence_figure(r)
     heat = fig.data[0]
-    mean = r.mean.numpy().astype(np.float64)
-    z = np.array(heat.z, dtype=np.float64)
+    mean = r.mean.numpy()
+    z = shown(heat.z, r.mean)
     assert z.shape == (4, r.length)
     assert np.array_equal(np.isnan(z), mean == 0)
     assert np.array_equal(z[~np.isnan(z)], mean[mean != 0])
-    assert np.array_equal(np.asarray(heat.customdata, dtype=np.float64), mean)
+    assert shows(heat.customdata, r.mean)
     assert np.array_equal(np.asarray(heat.x), np.arange(r.length + 1) - 0.5)
     # blank cells are exactly those the prompt has not reached in any example
     assert np.array_equal(mean == 0, ~r.reached_any.numpy())
@@ -60,10 +61,10 @@ def test_heatmap_log_one_example_and_pooled(maps):
     assert "example 1" in fig.layout.title.text and "log colour" in fig.layout.title.text
     pooled = influence_figure(r, block=4)
     edges = block_edges(r.length, 4, r.layout, min_width=2)
-    expected = block_means(r.mean, edges).numpy().astype(np.float64)
+    expected = block_means(r.mean, edges)
     heat = pooled.data[0]
     assert np.array_equal(np.asarray(heat.x), np.asarray(edges) - 0.5)
-    assert np.array_equal(np.asarray(heat.customdata, dtype=np.float64)[..., 0], expected)
+    assert np.array_equal(shown(heat.customdata, expected)[..., 0], expected.numpy())
     assert "pooled to blocks of 4 tokens" in pooled.layout.title.text
     with pytest.raises(ValueError, match="example must be None .* or in \\[0, 2\\), got 5"):
         influence_figure(r, example=5)
@@ -76,7 +77,7 @@ def test_distance_lines_equal_the_profile(maps):
     assert len(fig.data) == r.num_layers + 1
     for l, tr in enumerate(fig.data):
         assert np.array_equal(np.asarray(tr.x), d.numpy())
-        assert np.array_equal(np.asarray(tr.y, dtype=np.float64), mean[l].numpy().astype(np.float64))
+        assert shows(tr.y, mean[l])
     log = influence_distance_figure(r)             # log axis: exact zeros left out, x cut past the last non-zero
     far = int(d[(mean != 0).any(0)].max())
     assert max(log.data[0].x) <= far + 2 and f"exactly 0 beyond distance {far}" in log.layout.title.text
@@ -89,7 +90,7 @@ def test_attribution_bars_equal_per_token_and_mark_unreachable_tokens(maps):
     r = maps["gradient"]
     fig = attribution_figure(r)
     bar = fig.data[0]
-    assert np.array_equal(np.asarray(bar.y, dtype=np.float64), r.per_token.numpy().astype(np.float64))
+    assert shows(bar.y, r.per_token)
     assert list(bar.x) == [f"p{j} @{p}" for j, p in enumerate(r.layout.prompt_positions)]
     cannot = [f"p{j} @{p}" for j, p in enumerate(r.layout.prompt_positions) if not bool(r.can_reach[:, j].any())]
     assert cannot and list(fig.data[1].x) == cannot and fig.data[1].name == "cannot reach the readout"

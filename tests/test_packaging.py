@@ -43,3 +43,44 @@ def test_make_lab_opens_the_start_notebook_on_localhost():
     lab = makefile.split("\nlab:", 1)[1].split("\n\n", 1)[0]
     assert "--ip=127.0.0.1" in lab and "notebooks/00_start_here.ipynb" in lab
     assert (ROOT / "notebooks" / "00_start_here.ipynb").exists()
+
+
+def _lock() -> dict[str, str]:
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for line in (ROOT / ".ci" / "constraints.txt").read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, version = line.partition("==")
+        assert sep and version and " @ " not in line, f"lock line is not name==version: {line!r}"
+        pins[canonicalize_name(name)] = version
+    return pins
+
+
+def test_the_lock_pins_every_dependency_inside_pyproject_ranges_and_torch_nowhere():
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins = _lock()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for text in project["dependencies"] + project["optional-dependencies"]["dev"]:
+        req = Requirement(text)
+        name = canonicalize_name(req.name)
+        if name == "torch":
+            assert name not in pins, "torch is set in the Makefile (TORCH_VERSION), not in the lock"
+            continue
+        assert name in pins, f"{name} is not in the lock; run `make lock`"
+        assert req.specifier.contains(pins[name], prereleases=True), f"lock {name}=={pins[name]} outside {text!r}"
+    assert "pip" in pins and "attnviz" not in pins
+
+
+def test_make_setup_installs_through_the_lock():
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^LOCK\s*\?=\s*\.ci/constraints\.txt$", makefile, re.M)
+    setup = makefile.split("$(STAMP):", 1)[1].split("\n\n", 1)[0]
+    installs = [line for line in setup.splitlines() if "pip install" in line]
+    assert len(installs) == 3 and all("$(CONSTRAIN)" in line for line in installs)
+    assert "$(LOCK)" in setup.splitlines()[0]  # a new lock reinstalls
+    assert re.search(r"^lock:", makefile, re.M)

@@ -18,6 +18,7 @@ from attnviz.prompts import load_checkpoint, train_soft_prompt
 from attnviz.report import read_run, report_figures, write_report
 
 from _prompt_fixtures import make_run, tiny_tokenizer
+from _values import shows
 
 TEXT = "the food was awful but the service was very good"
 
@@ -78,7 +79,7 @@ def test_report_figures_hold_the_run_numbers(run, tmp_path):
     enc = tok(TEXT, return_tensors="pt")
     ref = prompt_influence(model.base, weight, {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]},
                            model.pattern, model.placement, tokenizer=tok)
-    assert np.array_equal(np.asarray(figs["influence"].data[0].customdata), ref.values[0].numpy().astype(np.float64))
+    assert shows(figs["influence"].data[0].customdata, ref.values[0])
     # mask and spread are of the run's layout: max_length unknown -> 126 text tokens + [CLS], [SEP], prompt
     assert rec.layout().length == 126 + 2 + 4
     assert "L=132" in figs["spread"].layout.title.text

