@@ -174,12 +174,14 @@ def block_mask(pattern: AttentionPattern, layout: SequenceLayout | int, layer: i
     if not isinstance(key_padding, torch.Tensor) or key_padding.dim() != 2 or key_padding.shape[1] != layout.length:
         shape = tuple(key_padding.shape) if isinstance(key_padding, torch.Tensor) else type(key_padding).__name__
         raise ValueError(f"key_padding must be a bool tensor (B, {layout.length}) (True = real key), got {shape}")
-    tables = block_tables(pattern, layout, layer, block)
+    # The pattern's part is built once per (layer, length, device) and cached; only the padding
+    # (which changes with every batch) is ANDed in here, on the tile tables.
+    full_tables, nonempty = _device_tables(pattern, layout, layer, block, str(torch.device(device or "cpu")))
     pad = key_padding.to(device=device, dtype=torch.bool)
     keys_full, keys_any = key_tiles(pad, block)
-    full = tables.full.to(device)[None] & keys_full[:, None, :]
-    partial = tables.nonempty.to(device)[None] & keys_any[:, None, :] & ~full
-    pattern_mod = mask_mod(pattern, layout, layer, device=device)
+    full = full_tables[None] & keys_full[:, None, :]
+    partial = nonempty[None] & keys_any[:, None, :] & ~full
+    pattern_mod = _cached_block_mask(pattern, layout, layer, block, str(torch.device(device or "cpu"))).mask_mod
 
     def attnviz_padded_mask(b, h, q_idx, kv_idx):
         return pattern_mod(b, h, q_idx, kv_idx) & pad[b, kv_idx]
@@ -192,3 +194,10 @@ def _cached_block_mask(pattern, layout, layer, block, device):
     tables = block_tables(pattern, layout, layer, block)
     return tables_to_block_mask(tables.full, tables.partial, mask_mod(pattern, layout, layer, device=device),
                                 layout.length, block, device)
+
+
+@functools.lru_cache(maxsize=128)
+def _device_tables(pattern, layout, layer, block, device):
+    """``(full, nonempty)`` bool ``(nt, nt)`` tables of the layer, on ``device`` (cached)."""
+    tables = block_tables(pattern, layout, layer, block)
+    return tables.full.to(device), tables.nonempty.to(device)

@@ -25,6 +25,11 @@ backend    how                                             attentions  trains (b
            compiled with ``torch.compile`` by default
 =========  ==============================================  ==========  ======================
 
+Flex compiles its kernel once per distinct input signature (length, batch, heads, head size, dtype,
+grad mode, mask structure). :func:`flex_kernel_count` says how many signatures this process has
+run; training pads flex batches to a few lengths (:class:`attnviz.prompts.PromptModel`'s
+``pad_to``) so that number stays small, and :func:`flex_trains_on` says where flex has a backward.
+
 Why the mask function matters: transformers only builds the padding / causal mask for names it
 finds in ``AttentionMaskInterface``; without it the padding mask would arrive as ``None`` and padded
 keys would silently be attended. And a *boolean* 4D mask under eager attention is added as ``+1.0``
@@ -60,6 +65,9 @@ from ..patterns import AttentionPattern, build_masks
 from ..placement import SequenceLayout
 
 BACKENDS = ("dense", "sdpa", "flex")
+
+#: Device types where torch's FlexAttention has a backward (it has none on CPU).
+FLEX_BACKWARD_DEVICES = ("cuda", "xpu")
 
 # Model types whose attention does not go through AttentionInterface but has a native translation.
 NATIVE_MODEL_TYPES = ("longformer", "big_bird", "bigbird_pegasus", "led")
@@ -133,6 +141,32 @@ def with_pattern(
         yield model
     finally:
         patched.uninstall()
+
+
+def flex_trains_on(device) -> bool:
+    """True when FlexAttention can run backward on ``device`` (a ``torch.device`` or string):
+    CUDA (and ROCm, which torch calls cuda) and XPU; not CPU or MPS."""
+    return torch.device(device).type in FLEX_BACKWARD_DEVICES
+
+
+def flex_training_error(device) -> str:
+    """The message for training with ``backend='flex'`` on a device without a FlexAttention backward."""
+    device = torch.device(device)
+    return (f"backend='flex' cannot train on {device.type.upper()} (device {str(device)!r}: torch {torch.__version__} "
+            f"has no FlexAttention backward there, only on {' / '.join(FLEX_BACKWARD_DEVICES)}); train with "
+            f"backend='dense' or 'sdpa', or run on a GPU")
+
+
+_FLEX_SIGNATURES: set = set()
+
+
+def flex_kernel_count() -> int:
+    """Distinct signatures (batch, heads, length, head size, dtype, device, grad mode, mask
+    structure) the compiled FlexAttention kernel has been called with in this process: each costs
+    at most one compilation. Bounded when inputs come in a few lengths; dynamo falls back to
+    uncompiled flex (full ``L²`` scores) after ``torch._dynamo.config.recompile_limit`` (8) of them
+    for one mask structure."""
+    return len(_FLEX_SIGNATURES)
 
 
 # ---- the patch ---------------------------------------------------------------------------------
@@ -336,12 +370,13 @@ class _PatternAttention:
             )
         if softcap is not None or s_aux is not None or position_bias is not None:
             raise ValueError("backend='flex' here supports neither softcap, attention sinks nor position bias; use backend='dense'")
-        if query.device.type == "cpu" and torch.is_grad_enabled() and (
+        if not flex_trains_on(query.device) and torch.is_grad_enabled() and (
             query.requires_grad or key.requires_grad or value.requires_grad
         ):
             raise ValueError(
-                f"backend='flex' is inference-only on CPU (torch {torch.__version__} has no FlexAttention backward "
-                f"on CPU): run the model under torch.no_grad(), or train with backend='dense' or 'sdpa'"
+                f"backend='flex' is inference-only on {query.device.type.upper()} (torch {torch.__version__} has no "
+                f"FlexAttention backward on {query.device.type.upper()}): run the model under torch.no_grad(), or "
+                f"train with backend='dense' or 'sdpa'"
             )
         out = self._flex_call(flex_attention, query, key, value, block_mask=block_mask, scale=scaling,
                               enable_gqa=query.shape[1] != key.shape[1])
@@ -349,6 +384,12 @@ class _PatternAttention:
 
     def _flex_call(self, flex_attention, query, key, value, **kw):
         if self.compile is not False and not torch.compiler.is_compiling():
+            mask = kw.get("block_mask")
+            mod = getattr(mask, "mask_mod", None)
+            _FLEX_SIGNATURES.add((tuple(query.shape), tuple(key.shape), query.dtype, query.device.type,
+                                  torch.is_grad_enabled() and query.requires_grad,
+                                  None if mod is None else getattr(mod, "__code__", type(mod)),
+                                  None if mask is None else tuple(mask.shape)))
             try:
                 return _compiled(flex_attention)(query, key, value, **kw)
             except Exception as exc:  # inductor unusable here (no C++ compiler, unsupported dtype, ...)

@@ -16,7 +16,10 @@ from .heads import POOLINGS, ClassificationHead, QAHead, Readout
 from .model import PromptModel, PreparedBatch
 from .pruning import readout_reach, row_masks
 from .checkpoints import CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint
-from .training import TrainConfig, TrainEvent, TrainResult, batch_indices, collate, evaluate, load_into, train_soft_prompt
+from .training import (
+    NonFiniteError, TrainConfig, TrainEvent, TrainResult, batch_indices, collate, evaluate, load_into, make_accelerator,
+    train_soft_prompt,
+)
 from .data import TaskData, load_task
 from .peft_interop import (
     PeftPrompt, disable_longformer_prompt_tuning, enable_longformer_prompt_tuning, export_peft_adapter,
@@ -29,7 +32,7 @@ __all__ = [
     "PromptModel", "PreparedBatch", "readout_reach", "row_masks",
     "CheckpointError", "latest_checkpoint", "list_checkpoints", "load_checkpoint",
     "TrainConfig", "TrainEvent", "TrainResult", "batch_indices", "collate", "evaluate", "load_into",
-    "train_soft_prompt", "TaskData", "load_task",
+    "train_soft_prompt", "make_accelerator", "NonFiniteError", "TaskData", "load_task",
     "PeftPrompt", "export_peft_adapter", "import_peft_adapter", "peft_equivalent_inputs",
     "enable_longformer_prompt_tuning", "disable_longformer_prompt_tuning", "extend_global_attention_mask",
 ]

@@ -92,7 +92,7 @@ def add_train_commands(subparsers) -> None:
     s.add_argument("--pooling", choices=POOLINGS, default=None, help="what the head reads (default cls)")
     s.add_argument("--deep", action="store_true", default=None,
                    help="deep prompt (P-tuning v2 style): per-layer prompt vectors added at every layer's input")
-    s.add_argument("--backend", choices=BACKENDS, default=None, help="attention backend (default dense; flex cannot train on CPU)")
+    s.add_argument("--backend", choices=BACKENDS, default=None, help="attention backend (default dense; flex trains on a GPU, not on CPU, and pads batches to multiples of 128 tokens)")
     s.add_argument("--no-prune", dest="prune", action="store_false", default=None,
                    help="turn off reach-aware pruning (on by default where exact)")
     o = p.add_argument_group("optimisation")
@@ -206,6 +206,14 @@ def run_train(args) -> int:
     s = _settings(args)
     placement = _placement(s)   # bad placement arguments fail before anything loads
     pattern = _pattern(s)
+    if s["backend"] == "flex":  # flex trains where torch has its backward: say so before loading anything
+        from accelerate import PartialState
+
+        from ..models.interface import flex_trains_on, flex_training_error
+
+        device = PartialState().device
+        if not flex_trains_on(device):
+            raise ValueError(flex_training_error(device))
     cfg = TrainConfig(steps=s["steps"], batch_size=s["batch_size"], lr_prompt=s["lr_prompt"], lr_head=s["lr_head"],
                       optimizer=s["optimizer"], schedule=s["schedule"], warmup=s["warmup"],
                       max_grad_norm=s["max_grad_norm"], eval_every=s["eval_every"],

@@ -41,7 +41,8 @@ from dataclasses import asdict, dataclass, replace
 import torch
 from torch import nn
 
-from ..models.interface import BACKENDS, _max_positions, with_pattern
+from ..blockmask import FLEX_BLOCK
+from ..models.interface import BACKENDS, _max_positions, flex_kernel_count, with_pattern
 from ..models.native import apply_native, family_of, num_layers_of, to_native
 from ..patterns import AttentionPattern, build_masks, describe
 from ..placement import PromptPlacement, SequenceLayout, insert_prompt, plain_layout
@@ -108,7 +109,7 @@ class PromptModel(nn.Module):
         head: :class:`~attnviz.prompts.ClassificationHead` or :class:`~attnviz.prompts.QAHead`.
         prompt: the :class:`SoftPrompt`, or None for the head-only baseline (0 prompt tokens).
         pattern: the :class:`~attnviz.AttentionPattern`; default full attention (causal for decoders).
-        backend: ``"dense"``, ``"sdpa"``, ``"flex"`` (inference only on CPU) or ``"native"``
+        backend: ``"dense"``, ``"sdpa"``, ``"flex"`` (trains on a GPU; inference only on CPU) or ``"native"``
             (Longformer; chosen automatically for it).
         prune: reach-aware pruning, ``"auto"`` (default, same as ``True``) or ``False``. It applies
             where it is exact and helps: the head reads one position (``cls`` / ``first``
@@ -127,12 +128,20 @@ class PromptModel(nn.Module):
             the frozen MiniLM (``benchmarks/results/nli_study.md``): a deep prompt with mean
             pooling is what beats the head alone (0.52 vs <= 0.44 after 1,200 steps); train it with
             ``lr_prompt=1e-2`` — at the shallow default 3e-2 two of three deep runs collapsed to chance.
+        pad_to: pad every batch with padding tokens until its length ``L`` (prompt included) is a
+            multiple of ``pad_to`` (never beyond the model's positions), so a compiled kernel sees
+            a few lengths instead of one per batch. ``"auto"`` (default): 128 (FlexAttention's tile)
+            for ``flex``, off otherwise; ``None``: off; an int, e.g. the longest input + prompt,
+            pads every batch to one length (one compilation per run). Exact: padded keys are
+            masked; skipped where the prompt's position depends on the length (``suffix``).
+            ``model.last_info`` reports ``length`` (padded), ``input_length`` and, for flex,
+            ``flex_kernels`` (:func:`attnviz.models.interface.flex_kernel_count`).
     """
 
     def __init__(self, base, head: nn.Module, prompt: SoftPrompt | None = None,
                  pattern: AttentionPattern | None = None, *, backend: str = "dense", prune="auto",
                  tokenizer=None, special_tokens: tuple[bool, bool] | None = None, model_id: str | None = None,
-                 deep: bool = False):
+                 deep: bool = False, pad_to: int | str | None = "auto"):
         super().__init__()
         prefix = getattr(base, "base_model_prefix", None)
         if prefix and isinstance(getattr(base, prefix, None), nn.Module):
@@ -176,6 +185,11 @@ class PromptModel(nn.Module):
             raise ValueError(f"prune must be 'auto', True or False, got {prune!r}")
         if not isinstance(deep, bool):
             raise TypeError(f"deep must be True or False, got {deep!r}")
+        if pad_to == "auto":
+            pad_to = FLEX_BLOCK if backend == "flex" else None
+        if pad_to is not None and (isinstance(pad_to, bool) or not isinstance(pad_to, int) or pad_to < 1):
+            raise ValueError(f"pad_to must be an int >= 1, 'auto' or None, got {pad_to!r}")
+        self.pad_to = pad_to
         if deep and prompt is None:
             raise ValueError("deep=True needs a prompt (it adds per-layer prompt vectors); got prompt=None")
         if prompt is not None and prompt.is_deep and not deep:
@@ -344,6 +358,13 @@ class PromptModel(nn.Module):
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         n = self.n_tokens
+        T_in = T
+        T = self._padded_tokens(T)
+        if T > T_in:  # more padding on the right: masked keys, the same result for every real token
+            extra = (0, T - T_in)
+            input_ids = torch.nn.functional.pad(input_ids, extra)
+            attention_mask = torch.nn.functional.pad(attention_mask, extra)
+            token_type_ids = torch.nn.functional.pad(token_type_ids, extra)
         L = T + n
         plans = {int(t): self._plan(int(t)) for t in lengths.unique().tolist()}
         shared_plan = self._plan(T)
@@ -379,7 +400,7 @@ class PromptModel(nn.Module):
         types = token_type_ids.gather(1, A)
         text = real.clone()
 
-        info = {"length": L, "computed": L, "pruned": False, "per_row": not shared}
+        info = {"length": L, "input_length": T_in + n, "computed": L, "pruned": False, "per_row": not shared}
         kept = None
         masks = None
         layout = shared_plan.layout if shared else None
@@ -442,8 +463,21 @@ class PromptModel(nn.Module):
                 lay = plans[int(lengths_cpu[b])].layout
                 g[b, :lay.length] = self.pattern.global_mask(lay).long()
             inputs["global_attention_mask"] = g.to(device)
-        return PreparedBatch(inputs, Readout(readout, text, token_slot), layout, masks, kept, L,
+        return PreparedBatch(inputs, Readout(readout, text, token_slot[:, :T_in]), layout, masks, kept, L,
                              None if self.prompt is None else prompt_slot)
+
+    def _padded_tokens(self, T: int) -> int:
+        """Tokens per row after ``pad_to`` padding (``T`` when off or not exact for this placement)."""
+        if self.pad_to is None:
+            return T
+        n = self.n_tokens
+        target = -(-(T + n) // self.pad_to) * self.pad_to
+        if self.max_positions is not None:
+            target = max(min(target, self.max_positions), T + n)
+        padded = target - n
+        if padded != T and self._plan(padded).layout.prompt_positions != self._plan(T).layout.prompt_positions:
+            return T   # the prompt's place depends on the length (suffix): padding would move it
+        return padded
 
     def _insert(self, words, lengths, plans, shared_plan, L) -> torch.Tensor:
         """``(B, L, H)``: the prompt put into each row with :func:`attnviz.insert_prompt`."""
@@ -516,6 +550,8 @@ class PromptModel(nn.Module):
         else:
             with with_pattern(self.base, self.pattern, batch.layout, backend=self.backend):
                 out = self.base(**batch.inputs)
+            if self.backend == "flex":
+                self.last_info["flex_kernels"] = flex_kernel_count()
         return out.last_hidden_state
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from .checkpoints import (
     CheckpointError, _from_json, _jsonable, check_compatible, latest_checkpoint, list_checkpoints, load_checkpoint, optimizer_from_flat,
     optimizer_to_flat, prune_checkpoints, rng_state, save_checkpoint, set_rng_state, step_dir, write_json_atomic)
+from ..models.interface import flex_kernel_count, flex_trains_on, flex_training_error
 from .heads import ClassificationHead, QAHead
 from .model import PromptModel
 
@@ -104,6 +105,43 @@ class TrainConfig:
             raise ValueError(f"unknown mixed_precision {self.mixed_precision!r}; allowed: {', '.join(MIXED_PRECISION)}")
 
 
+class NonFiniteError(FloatingPointError):
+    """The loss or the trained tensors became NaN / inf; the run stopped without writing them.
+
+    Attributes:
+        step: the step whose loss (or update) was not finite.
+        checkpoint: the last good checkpoint (written before that step), or None.
+    """
+
+    def __init__(self, message: str, step: int, checkpoint: Path | None):
+        super().__init__(message)
+        self.step, self.checkpoint = step, checkpoint
+
+
+def make_accelerator(mixed_precision: str = "no", **kwargs):
+    """An ``accelerate.Accelerator`` with ``mixed_precision`` for this run.
+
+    accelerate keeps one process-wide ``AcceleratorState`` and refuses a second ``Accelerator``
+    with another precision ("AcceleratorState has already been initialized and cannot be
+    changed"). The precision is a property of the run, not of the process, so its part of the state
+    is cleared first when it differs; the process group (``PartialState``: ranks, devices, gloo /
+    nccl) is kept. An ``Accelerator`` made earlier with the old precision should not be used after.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    if mixed_precision not in MIXED_PRECISION:
+        raise ValueError(f"unknown mixed_precision {mixed_precision!r}; allowed: {', '.join(MIXED_PRECISION)}")
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision", mixed_precision) != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(mixed_precision=mixed_precision, **kwargs)
+
+
+def _finite(tensors) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
+
+
 @dataclass
 class TrainEvent:
     """What the callback gets after every step. Return ``True`` (or ``"stop"``) to stop the run;
@@ -146,6 +184,9 @@ class TrainResult:
     resumed_from: Path | None = None
     pruning: str = ""
     trainable: dict = field(default_factory=dict)
+    flex_kernels: int | None = None
+    """flex only: compiled-kernel signatures this run added (see
+    :func:`attnviz.models.interface.flex_kernel_count`); None for other backends."""
 
 
 # ---- data ---------------------------------------------------------------------------------------
@@ -335,26 +376,38 @@ def train_soft_prompt(
             if there is none); a path = continue from that checkpoint folder. Model id, hidden size,
             placement, head, pattern and training settings must match (``steps`` may grow).
         callback: called with a :class:`TrainEvent` after every step; return True / ``"stop"`` to stop.
-        accelerator: an ``accelerate.Accelerator``; default a new one with ``config.mixed_precision``.
-        progress: show a ``tqdm.auto`` bar (loss, accuracy, eval accuracy, whether pruning is on).
+        accelerator: an ``accelerate.Accelerator``; default a new one with ``config.mixed_precision``
+            (:func:`make_accelerator`: each run may use its own precision in one process).
+        progress: show a ``tqdm.auto`` bar (loss, accuracy, eval accuracy, whether pruning is on,
+            and for flex how many kernel signatures were compiled).
         task: JSON-able description of the task (name, label names, ...) saved with checkpoints.
+
+    Raises:
+        NonFiniteError: the loss, the prompt or the head became NaN / inf (fp16 overflow, a
+            learning rate too large). Nothing non-finite is ever written: the run stops before the
+            optimizer step (a bad loss) or without a checkpoint (a bad update), so the newest
+            checkpoint is the last good state.
+
+    Several processes (``torchrun`` / ``accelerate launch``): each takes ``batch_size`` examples of
+    every step's global batch, so N processes with ``batch_size=b`` train the same prompt as one
+    with ``batch_size=N*b`` (tested to 1e-6). Call ``accelerator.end_training()`` at the end of the
+    script (it destroys the process group; without it the process aborts at exit).
     """
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     cfg = replace(config or TrainConfig(), **overrides) if overrides else (config or TrainConfig())
     if not isinstance(model, PromptModel):
         raise TypeError(f"model must be a PromptModel, got {type(model).__name__}")
-    if model.backend == "flex":
-        raise ValueError("backend='flex' cannot train on CPU (torch has no FlexAttention backward there) and is "
-                         "inference-only in attnviz; train with backend='dense' or 'sdpa'")
     if len(train_data) == 0:
         raise ValueError("the training data is empty")
     out = Path(out_dir) if out_dir is not None else None
     if resume and out is None and not isinstance(resume, (str, Path)):
         raise ValueError("resume=True needs out_dir= (the run folder to continue)")
-    acc = accelerator or Accelerator(mixed_precision=cfg.mixed_precision)
+    acc = accelerator or make_accelerator(cfg.mixed_precision)
+    if model.backend == "flex" and not flex_trains_on(acc.device):
+        raise ValueError(flex_training_error(acc.device))
     set_seed(cfg.seed)
+    kernels_before = flex_kernel_count()
 
     resumed_from = None
     if resume:
@@ -410,6 +463,9 @@ def train_soft_prompt(
             if inner.prompt is not None and inner.prompt.deep is not None:
                 tensors["prompt.deep"] = inner.prompt.deep
             tensors.update({f"head.{k}": v for k, v in inner.head.state_dict().items()})
+            if not _finite(tensors.values()):   # never reached by the loop's checks; a last guard
+                raise NonFiniteError(f"step {step}: the prompt or head holds NaN / inf; not writing a checkpoint "
+                                     f"(the last good one is {last_ckpt})", step, last_ckpt)
             opt_t, opt_j = optimizer_to_flat(optimizer.state_dict())
             rng_t, rng_j = rng_state()
             tensors.update(opt_t)
@@ -438,6 +494,9 @@ def train_soft_prompt(
             with acc.autocast():
                 logits = wrapped(**_model_inputs(batch))
             loss, ok = _loss(inner, logits, batch)
+            if not _all_ranks(acc, bool(torch.isfinite(loss.detach()))):
+                raise NonFiniteError(_non_finite_message(step + 1, "the loss", float(loss.detach()), cfg, last_ckpt),
+                                     step + 1, last_ckpt)
             acc.backward(loss)
             if cfg.max_grad_norm:
                 acc.clip_grad_norm_(trainable, cfg.max_grad_norm)
@@ -446,6 +505,9 @@ def train_soft_prompt(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
+            if not _all_ranks(acc, _finite(trainable)):
+                raise NonFiniteError(_non_finite_message(step, "the prompt / head after the update", None, cfg, last_ckpt),
+                                     step, last_ckpt)
             info = inner.last_info
             if not pruning_note:
                 pruning_note = (f"pruned: {info['computed']} of {info['length']} positions" if info.get("pruned")
@@ -475,6 +537,8 @@ def train_soft_prompt(
                 ckpt = last_ckpt = save(step, metrics)
             if bar is not None:
                 post = {"loss": f"{ema_loss:.3f}"}
+                if inner.backend == "flex":
+                    post["flex_kernels"] = flex_kernel_count() - kernels_before
                 if ema_acc is not None:
                     post["acc"] = f"{ema_acc:.2f}"
                 if last_eval is not None:
@@ -496,6 +560,11 @@ def train_soft_prompt(
         where = f"; the last checkpoint is {last_ckpt}" if last_ckpt else ""
         print(f"interrupted at step {step}{where} (resume with resume=True)")
         raise
+    except NonFiniteError:
+        if out is not None and acc.is_main_process:
+            with open(out / "log.jsonl", "a") as f:
+                f.write(json.dumps({"step": step, "stopped": "non-finite", "checkpoint": str(last_ckpt) if last_ckpt else None}) + "\n")
+        raise
     finally:
         if bar is not None:
             bar.close()
@@ -503,13 +572,31 @@ def train_soft_prompt(
     done = step - start
     result = TrainResult(step=step, steps=cfg.steps, stopped=stopped, history=history, eval=last_eval,
                          checkpoint=last_ckpt, seconds=seconds, seconds_per_step=seconds / max(done, 1),
-                         resumed_from=resumed_from, pruning=pruning_note, trainable=inner.trainable_parameters())
+                         resumed_from=resumed_from, pruning=pruning_note, trainable=inner.trainable_parameters(),
+                         flex_kernels=flex_kernel_count() - kernels_before if inner.backend == "flex" else None)
     if out is not None and acc.is_main_process:
         write_json_atomic(out / "result.json", {
             "step": step, "steps": cfg.steps, "stopped": stopped, "eval": last_eval, "seconds": seconds,
             "seconds_per_step": result.seconds_per_step, "checkpoint": str(last_ckpt) if last_ckpt else None,
             "pruning": pruning_note, "trainable": result.trainable, "model": inner.describe()})
     return result
+
+
+def _all_ranks(acc, flag: bool) -> bool:
+    """``flag`` AND-ed over every process (one tiny gather when there are several), so all
+    processes stop together instead of one waiting forever for the others."""
+    if acc.num_processes == 1:
+        return flag
+    return bool(acc.gather(torch.tensor([flag], device=acc.device)).all())
+
+
+def _non_finite_message(step: int, what: str, value, cfg: TrainConfig, last_ckpt) -> str:
+    shown = "" if value is None else f" ({value})"
+    where = (f"the last good checkpoint is {last_ckpt} (intact; resume=True continues from it)" if last_ckpt
+             else "no checkpoint had been written yet")
+    return (f"step {step}: {what} is not finite{shown} with mixed_precision={cfg.mixed_precision!r}, "
+            f"lr_prompt={cfg.lr_prompt}, lr_head={cfg.lr_head}; the run stopped and wrote nothing of this step; "
+            f"{where}. Try a smaller learning rate, max_grad_norm > 0, or mixed_precision='bf16' / 'no' instead of fp16")
 
 
 def _jsonable_sched(state: dict) -> dict:

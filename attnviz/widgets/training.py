@@ -11,7 +11,9 @@
     monitor = TrainingMonitor().show()     # 2. your own call, in this thread (the cell is busy)
     train_soft_prompt(model, train_rows, eval_rows, out_dir="runs/x", callback=monitor.callback)
 
-``attnviz.explore.training(model, train_rows, eval_rows, ...)`` is (1) in one call. In (1) the
+``attnviz.explore.training(model, train_rows, eval_rows, ...)`` is (1) in one call. Every backend
+trains here, ``flex`` included where torch has its backward (a GPU); the status line then also
+shows how many flex kernel signatures were compiled (bounded by ``PromptModel(pad_to=...)``). In (1) the
 kernel stays free, so the button and the rest of the notebook answer while the run goes on.
 
 Widgets are changed on the kernel's event-loop thread only. ipywidgets 8 does send updates made
@@ -128,6 +130,9 @@ class TrainingMonitor(ShowOnce):
         and returns ``"stop"`` once Stop was pressed."""
         record = {"step": event.step, "loss": event.loss, "accuracy": event.accuracy, "eval": event.eval,
                   "seconds": event.seconds, "checkpoint": str(event.checkpoint) if event.checkpoint else None}
+        info = getattr(event.model, "last_info", None) or {}
+        if "flex_kernels" in info:   # backend="flex" (on a GPU): compiled kernel signatures so far
+            record["flex_kernels"] = info["flex_kernels"]
         with self._lock:
             if self.steps is None:
                 self.steps = event.steps
@@ -201,6 +206,8 @@ class TrainingMonitor(ShowOnce):
                 f"loss {last['loss']:.4g}"]
         if evals:
             bits.append(f"held-out accuracy {evals[-1]['accuracy']:.3f} (step {[r['step'] for r in h if r.get('eval')][-1]})")
+        if last.get("flex_kernels") is not None:
+            bits.append(f"flex kernels compiled {last['flex_kernels']}")
         if self.checkpoint is not None:
             bits.append(f"checkpoint {self.checkpoint}")
         if note:
