@@ -208,3 +208,26 @@ def test_influence_explorer_placements_clear_old_shapes(size, tmp_path):
         fresh = InfluenceExplorer(model=model, tokenizer=tok, **{k: v for k, v in ex.settings().__dict__.items()})
         for name, f in ex.figures.items():
             assert _plain(f.layout.shapes) == _plain(fresh.figures[name].layout.shapes), (step, name)
+
+
+def test_infix_starts_in_the_middle_of_the_text_until_at_is_typed():
+    """Issue 18: "infix" with at=0 drew the same as prefix. Untouched, ``at`` follows the middle."""
+    ex = PatternExplorer(text_len=1000, n_tokens=4)
+    ex.set(placement="infix")
+    assert ex.controls["at"].value == 500 and ex.result.layout.prompt_positions == (501, 502, 503, 504)
+    ex.set(text_len=300)
+    assert ex.controls["at"].value == 150 and ex.result.layout.prompt_positions[0] == 151
+    ex.controls["at"].value = 10                     # typed by someone: kept from now on
+    ex.set(text_len=500)
+    assert ex.controls["at"].value == 10 and ex.result.layout.prompt_positions[0] == 11
+    assert PatternExplorer(placement="infix", at=7, text_len=100).result.layout.prompt_positions[0] == 8
+
+
+def test_status_does_not_claim_an_update_while_an_error_shows():
+    ex = PatternExplorer()
+    assert "updated in" in ex.status.value or "structural" in ex.status.value
+    ex.set(windows="33")
+    assert ex.error and "must be even" in ex.message.value
+    assert "updated in" not in ex.status.value and "not updated" in ex.status.value
+    ex.set(windows="")
+    assert ex.error is None and "updated in" in ex.status.value

@@ -68,8 +68,9 @@ def influence_figure(result: InfluenceMap, *, example: int | None = None, log: b
     Returns:
         a ``plotly.graph_objects.Figure``: ``data[0]`` the heatmap (``z`` = influence, or its log10;
         ``customdata`` = the influence itself; exact zeros are ``NaN`` in ``z`` and drawn blank),
-        ``data[1]`` the segment strip, ``data[2]`` the spread frontier (the prompt has arrived above
-        the line; for the mean: in at least one example), ``data[3]`` the readout marker.
+        ``data[1]`` the segment strip, ``data[2]`` the spread frontier (red steps: over each token,
+        the layer it is first reached; below them the influence is exactly 0; for the mean: in at
+        least one example), ``data[3]`` the readout marker.
     """
     values, reached, layout, label = _select(result, example)
     values = values.detach().to(torch.float32).cpu()
@@ -115,7 +116,8 @@ def influence_figure(result: InfluenceMap, *, example: int | None = None, log: b
     fig.add_trace(heat, row=2, col=1)
     fig.add_trace(segment_strip(layout, edges, "h"), row=1, col=1)
 
-    # Frontier: the prompt has arrived above the line (first_layer - 0.5); never reached: top.
+    # Frontier: a step over each token at the layer it is first reached (first_layer - 0.5);
+    # never reached: top. (Said per token: for a prefix the reached area lies up and to the left.)
     first = first_layer_of(reached).numpy()
     fy = np.where(first >= 0, first - 0.5, rows - 0.5).astype(float)
     if block > 1:  # a block is reached as soon as one of its tokens is
@@ -123,7 +125,7 @@ def influence_figure(result: InfluenceMap, *, example: int | None = None, log: b
     xs = np.repeat(e - 0.5, 2)[1:-1]
     ys = np.repeat(fy, 2)
     fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=FRONTIER_COLOR, width=2),
-                             name="spread frontier: the prompt can arrive above the line",
+                             name="red steps: the layer each token is first reached (exactly 0 below)",
                              hoverinfo="skip"), row=2, col=1)
     ro = int(result.readout[0 if example is None else example])
     ro_name = SEGMENT_LABELS.get(layout.names()[ro], layout.names()[ro])

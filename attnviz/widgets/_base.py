@@ -347,6 +347,8 @@ class Explorer(ShowOnce):
         self.error = text
         self.message.value = (f'<div style="{ERROR_STYLE}"><b>Cannot draw this:</b> {html.escape(text)}'
                               f'<br><span style="color:#555">The figures still show the last valid settings.</span></div>')
+        # no "updated in … ms" beside an error: that time belongs to the figures' last good draw
+        self.status.value = '<span style="color:#b00020">not updated (see the message above)</span>'
 
     def control_value(self, name: str, value: Any) -> Any:
         """The widget value that shows setting ``value`` (identity unless an explorer maps it)."""

@@ -88,7 +88,8 @@ class InfluenceSettings:
     :meth:`attnviz.prompts.SoftPrompt.init`), ``"random"``, or the path of a run / checkpoint
     folder (its prompt has a fixed number of vectors: ``n_tokens`` must match). ``window`` None is
     full attention. ``head`` None is the mean over heads. ``at`` / ``every`` are used by the
-    ``infix`` / ``scattered`` placements only. ``log`` colours the influence by its log10.
+    ``infix`` / ``scattered`` placements only (``at`` None: the middle of the text, so that infix
+    differs from prefix out of the box). ``log`` colours the influence by its log10.
     """
 
     text: str = "The film was long, but the acting was very good and the plot kept me watching."
@@ -99,7 +100,7 @@ class InfluenceSettings:
     global_prompt: bool = False
     placement: str = "prefix"
     n_tokens: int = 8
-    at: int = 0
+    at: int | None = None
     every: int = 4
     method: str = "ablation"
     layer: int = 0
@@ -111,9 +112,12 @@ class InfluenceSettings:
                                 global_positions=parse_ints(self.global_positions, "global positions", minimum=0),
                                 global_prompt=self.global_prompt)
 
-    def placement_(self) -> PromptPlacement:
+    def placement_(self, text_len: int | None = None) -> PromptPlacement:
+        """The placement; an infix ``at`` of None is the middle of ``text_len`` text tokens (0
+        while the length is not known: only the number of prompt vectors is read then)."""
+        at = self.at if self.at is not None else (text_len or 0) // 2
         return PromptPlacement(self.placement, n_tokens=self.n_tokens,
-                               at=self.at if self.placement == "infix" else None,
+                               at=at if self.placement == "infix" else None,
                                every=self.every if self.placement == "scattered" else None)
 
 
@@ -211,6 +215,7 @@ def influence_view(model, tokenizer, settings: InfluenceSettings, *, max_side: i
     T = inputs["input_ids"].shape[1]
     if T - cls - sep < 1:
         raise ValueError("the text gives no tokens; type a sentence or two")
+    placement = s.placement_(T - cls - sep)
     layout = placement.layout(T - cls - sep, cls=cls, sep=sep)
     pattern.global_mask(layout)  # global positions inside the sequence, with the reason if not
     heads = model.config.num_attention_heads
@@ -291,7 +296,9 @@ class InfluenceExplorer(Explorer):
                                           style=wide, layout=widgets.Layout(width="180px"))
         c["n_tokens"] = widgets.BoundedIntText(value=s.n_tokens, min=1, max=512, description="tokens", style=wide,
                                                layout=widgets.Layout(width="120px"))
-        c["at"] = widgets.BoundedIntText(value=s.at, min=0, max=4096, description="at", style=wide,
+        # until someone types a value, "at" shows the middle of the text (set in render)
+        self._at_auto = s.at is None
+        c["at"] = widgets.BoundedIntText(value=len(first.layout.positions("text")) // 2 if s.at is None else s.at, min=0, max=4096, description="at", style=wide,
                                          layout=widgets.Layout(width="110px"))
         c["every"] = widgets.BoundedIntText(value=s.every, min=1, max=4096, description="every", style=wide,
                                             layout=widgets.Layout(width="110px"))
@@ -334,6 +341,8 @@ class InfluenceExplorer(Explorer):
         values = {name: w.value for name, w in self.controls.items()}
         values["window"] = None if values["window"] == FULL else values["window"]
         values["head"] = None if values["head"] == MEAN else values["head"]
+        if self._at_auto:
+            values["at"] = None
         return InfluenceSettings(**values)
 
     def control_value(self, name, value):
@@ -349,6 +358,12 @@ class InfluenceExplorer(Explorer):
     def render(self, result: InfluenceView) -> None:
         apply_parts(self.figures["influence"], result.influence_fig)
         apply_parts(self.figures["attention"], result.attention)
+        if self._at_auto and "at" in self.controls:
+            self._quiet = True
+            try:
+                self.controls["at"].value = len(result.layout.positions("text")) // 2
+            finally:
+                self._quiet = False
         L = result.layout.length
         self.summary.value = (f"<div style='font-size:14px;margin:4px 0'><b>{describe(result.pattern)}</b>, "
                               f"{result.layout.n_prompt}-token {result.settings.placement} prompt "
@@ -358,6 +373,18 @@ class InfluenceExplorer(Explorer):
     def status_text(self, result: InfluenceView) -> str:
         ms = f"updated in {self.last_ms:.0f} ms · " if self.last_ms is not None else ""
         return f'<span style="color:#666">{ms}{result.influence.method}, dense backend</span>'
+
+    def _changed(self, change=None) -> None:
+        if not self._quiet and change is not None and change.get("owner") is self.controls.get("at"):
+            self._at_auto = False              # a value typed by someone: keep it
+        super()._changed(change)
+
+    def set(self, **values) -> "InfluenceExplorer":
+        if "at" in values:
+            self._at_auto = values["at"] is None
+            if values["at"] is None:
+                values = {k: v for k, v in values.items() if k != "at"}
+        return super().set(**values)
 
     def _sync_controls(self) -> None:
         """Enable only the controls that matter; a checkpoint's prompt fixes the number of tokens."""

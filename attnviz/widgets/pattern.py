@@ -45,7 +45,8 @@ class PatternSettings:
 
     ``windows`` (e.g. ``"32,32,64,64,128,128"``, one entry per layer or one for all, ``full`` =
     full attention) overrides ``window`` when it is not blank; ``global_positions`` is a comma list (``"0"`` =
-    ``[CLS]``). ``at`` is used by the ``infix`` placement only, ``every`` by ``scattered`` only,
+    ``[CLS]``). ``at`` is used by the ``infix`` placement only (None: the middle of the text, so that
+    infix differs from prefix out of the box), ``every`` by ``scattered`` only,
     ``block_size`` and ``seed`` only with ``random_blocks > 0``. ``layer`` is the layer whose mask
     is drawn.
     """
@@ -56,7 +57,7 @@ class PatternSettings:
     global_prompt: bool = False
     placement: str = "prefix"
     n_tokens: int = 20
-    at: int = 0
+    at: int | None = None
     every: int = 16
     dilation: int = 1
     random_blocks: int = 0
@@ -87,8 +88,12 @@ class PatternSettings:
 
     def placement_(self) -> PromptPlacement:
         return PromptPlacement(self.placement, n_tokens=self.n_tokens,
-                               at=self.at if self.placement == "infix" else None,
+                               at=self.infix_at() if self.placement == "infix" else None,
                                every=self.every if self.placement == "scattered" else None)
+
+    def infix_at(self) -> int:
+        """The text token the infix prompt goes before: ``at``, or the middle of the text."""
+        return self.text_len // 2 if self.at is None else self.at
 
     def layout(self) -> SequenceLayout:
         layout = _layout(self.placement_(), self.text_len)
@@ -202,7 +207,9 @@ class PatternExplorer(Explorer):
                                           style=wide, layout=widgets.Layout(width="170px"))
         c["n_tokens"] = widgets.BoundedIntText(value=s.n_tokens, min=1, max=4096, description="tokens", style=wide,
                                                layout=widgets.Layout(width="120px"))
-        c["at"] = widgets.BoundedIntText(value=s.at, min=0, max=MAX_POSITIONS, description="at", style=wide,
+        # until someone types a value, "at" follows the middle of the text (see _sync_controls)
+        self._at_auto = s.at is None
+        c["at"] = widgets.BoundedIntText(value=s.infix_at(), min=0, max=MAX_POSITIONS, description="at", style=wide,
                                          layout=widgets.Layout(width="120px"))
         c["every"] = widgets.BoundedIntText(value=s.every, min=1, max=MAX_POSITIONS, description="every", style=wide,
                                             layout=widgets.Layout(width="120px"))
@@ -247,6 +254,8 @@ class PatternExplorer(Explorer):
         self._sync_controls()
         values = {name: w.value for name, w in self.controls.items()}
         values["window"] = None if values["window"] == FULL else values["window"]
+        if self._at_auto:
+            values["at"] = None
         return PatternSettings(**values)
 
     def control_value(self, name, value):
@@ -267,11 +276,26 @@ class PatternExplorer(Explorer):
         ms = f"updated in {self.last_ms:.0f} ms · " if self.last_ms is not None else ""
         return f'<span style="color:#666">{ms}structural (no dense masks)</span>'
 
+    def _changed(self, change=None) -> None:
+        if not self._quiet and change is not None and change.get("owner") is self.controls.get("at"):
+            self._at_auto = False              # a value typed by someone: keep it
+        super()._changed(change)
+
+    def set(self, **values) -> "PatternExplorer":
+        if "at" in values:
+            self._at_auto = values["at"] is None
+            if values["at"] is None:
+                values = {k: v for k, v in values.items() if k != "at"}
+        return super().set(**values)
+
     def _sync_controls(self) -> None:
-        """Enable only the controls that matter, and keep the layer slider inside the layers."""
+        """Enable only the controls that matter, keep the layer slider inside the layers and an
+        untouched ``at`` in the middle of the text."""
         c = self.controls
         self._quiet = True
         try:
+            if self._at_auto:
+                c["at"].value = c["text_len"].value // 2
             c["at"].disabled = c["placement"].value != "infix"
             c["every"].disabled = c["placement"].value != "scattered"
             c["block_size"].disabled = c["seed"].disabled = c["random_blocks"].value == 0
