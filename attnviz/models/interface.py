@@ -23,6 +23,12 @@ backend    how                                             attentions  trains (b
            ``L²`` evaluation, cached per layer and
            length; padding folded in per tile);
            compiled with ``torch.compile`` by default
+``tiled``  exact attention on the pattern's non-empty      via         yes (memory grows
+           tiles only, in plain PyTorch            ``on_tile``  with autograd; meant
+           (:func:`attnviz.tiled_attention.                          for inference)
+           tiled_attention`): memory ``O(L · w)``, no
+           compile; hands every tile's probabilities to
+           ``on_tile`` (what long-input capture uses)
 =========  ==============================================  ==========  ======================
 
 Flex compiles its kernel once per distinct input signature (length, batch, heads, head size, dtype,
@@ -61,10 +67,11 @@ from transformers.masking_utils import (
 )
 
 from ..blockmask import FLEX_BLOCK, block_mask, block_tables, key_tiles, tables_to_block_mask
-from ..patterns import AttentionPattern, build_masks
+from ..patterns import AttentionPattern, build_masks, mask_mod
+from ..tiled_attention import tiled_attention
 from ..placement import SequenceLayout
 
-BACKENDS = ("dense", "sdpa", "flex")
+BACKENDS = ("dense", "sdpa", "flex", "tiled")
 
 #: Device types where torch's FlexAttention has a backward (it has none on CPU).
 FLEX_BACKWARD_DEVICES = ("cuda", "xpu")
@@ -87,6 +94,7 @@ def with_pattern(
     backend: str = "dense",
     *,
     compile: bool | None = None,
+    on_tile: Callable | None = None,
 ) -> Iterator:
     """Inside the ``with`` block, ``model``'s self-attention follows ``pattern``, layer by layer.
 
@@ -114,6 +122,9 @@ def with_pattern(
             back to uncompiled flex with a warning if compiling fails. ``True``: compile, errors
             propagate. ``False``: uncompiled flex, which materialises the full ``(B, H, L, L)``
             scores (for checks on small inputs). Compiling takes ~15 s per new shape / window on CPU.
+        on_tile: tiled only. ``on_tile(layer, batch_row, query_positions (tq,), key_positions (nk,),
+            probs (H, tq, nk))`` receives the exact probabilities of every computed tile (blocked
+            pairs 0), e.g. to pool them as they come (:func:`attnviz.capture_attention` does).
 
     Yields:
         ``model`` itself. On exit (also after an exception) the attention implementation of every
@@ -135,7 +146,7 @@ def with_pattern(
         with with_pattern(model, AttentionPattern(window=8, global_positions=(0,))) as m:
             out = m(**tokenizer(text, return_tensors="pt"), output_attentions=True)
     """
-    patched = _PatternAttention(model, pattern, layout, backend, compile)
+    patched = _PatternAttention(model, pattern, layout, backend, compile, on_tile)
     patched.install()
     try:
         yield model
@@ -173,7 +184,7 @@ def flex_kernel_count() -> int:
 class _PatternAttention:
     """State of one ``with_pattern`` block: the checks, the masks and the registered functions."""
 
-    def __init__(self, model, pattern, layout, backend, compile):
+    def __init__(self, model, pattern, layout, backend, compile, on_tile=None):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
         if not isinstance(pattern, AttentionPattern):
@@ -185,7 +196,10 @@ class _PatternAttention:
         if compile not in (None, True, False):
             raise TypeError(f"compile must be None, True or False, got {compile!r}")
         self.model = _base_model(model)
+        if on_tile is not None and backend != "tiled":
+            raise ValueError(f"on_tile needs backend='tiled' (the only backend that computes tiles), got backend={backend!r}")
         self.pattern, self.layout, self.backend, self.compile = pattern, layout, backend, compile
+        self.on_tile = on_tile
         config = self.model.config
         text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
 
@@ -231,7 +245,7 @@ class _PatternAttention:
         self._masks: OrderedDict = OrderedDict()  # (L, device) -> (bool (layers, L, L), full: list[bool])
 
         self._eager: dict = {}  # attention class -> the model file's eager_attention_forward
-        if backend == "flex":
+        if backend in ("flex", "tiled"):
             self._flex = _flex_api()
         self.name = f"attnviz_{backend}_{next(_names)}"
         self._saved, self._original = None, None
@@ -242,7 +256,7 @@ class _PatternAttention:
         self._saved = [(c, c._attn_implementation_internal) for c in configs.values()]
         self._original = self.model.config._attn_implementation
         AttentionInterface.register(self.name, self._attention)
-        AttentionMaskInterface.register(self.name, _flex_base_mask if self.backend == "flex" else eager_mask)
+        AttentionMaskInterface.register(self.name, _flex_base_mask if self.backend in ("flex", "tiled") else eager_mask)
         try:
             self.model.set_attn_implementation(self.name)
             if self.model.config._attn_implementation != self.name:
@@ -279,6 +293,8 @@ class _PatternAttention:
 
     def _layer_mask(self, layer: int, length: int, device) -> torch.Tensor | None:
         """bool ``(L, L)`` of ``layer`` (``[q, k]`` = q may attend k), or None if it allows everything."""
+        if self.pattern.window_at(layer) is None and not self.pattern.causal:
+            return None   # full attention: nothing to build (an (L, L) mask per layer would be 4 GB at 64k)
         key = (length, str(device))
         if key not in self._masks:
             masks = build_masks(self.pattern, self.layout or length, self.num_layers, device=device)
@@ -339,12 +355,14 @@ class _PatternAttention:
             # From the pattern's structure: no dense (L, L) mask and no L² mask_mod evaluation.
             block = self._flex_block_mask(layer, length, query.device, attention_mask)
             return self._flex_forward(module, query, key, value, block, **kwargs)
+        if self.backend == "tiled":
+            return self._tiled_forward(module, query, key, value, attention_mask, layer, length, **kwargs)
         allowed = self._layer_mask(layer, length, query.device)
         return self._run(module, query, key, value, attention_mask, allowed, **kwargs)
 
     def _run(self, module, query, key, value, attention_mask, allowed, **kwargs):
         """Dense / sdpa attention with the model's mask AND ``allowed`` (bool ``(Q, K)`` or None)."""
-        if self.backend == "flex":  # cross-attention: the model's own mask only
+        if self.backend in ("flex", "tiled"):  # cross-attention: the model's own mask only
             return self._flex_forward(module, query, key, value, _as_block_mask(attention_mask, self._flex), **kwargs)
         mask = _float_mask(attention_mask, query.dtype)
         if allowed is not None:
@@ -381,6 +399,40 @@ class _PatternAttention:
         out = self._flex_call(flex_attention, query, key, value, block_mask=block_mask, scale=scaling,
                               enable_gqa=query.shape[1] != key.shape[1])
         return out.transpose(1, 2).contiguous(), None
+
+    def _tiled_forward(self, module, query, key, value, attention_mask, layer, length, *, scaling=None,
+                       dropout=0.0, softcap=None, s_aux=None, position_bias=None, **kwargs):
+        """Exact attention on the pattern's non-empty tiles (AND the model's mask and padding),
+        ``O(L · w)`` memory; every tile's probabilities go to ``on_tile``."""
+        if dropout and module.training:
+            raise ValueError(f"backend='tiled' has no attention dropout, got dropout={dropout}; call model.eval()")
+        if softcap is not None or s_aux is not None or position_bias is not None:
+            raise ValueError("backend='tiled' supports neither softcap, attention sinks nor position bias; use backend='dense'")
+        device = query.device
+        layout = self.layout or length
+        nonempty = block_tables(self.pattern, layout, layer, FLEX_BLOCK).nonempty.to(device)
+        info = getattr(attention_mask, "_attnviz_model_mask", None)
+        if info is not None and info.padding is not None:
+            nonempty = nonempty[None] & key_tiles(info.padding.to(device), FLEX_BLOCK)[1][:, None, :]
+        pattern_mod = mask_mod(self.pattern, layout, layer, device=device)
+        model_mod = None if attention_mask is None or (info is not None and info.padding is None
+                                                       and info.implied_by(self.pattern)) else attention_mask.mask_mod
+        zero = torch.zeros((), dtype=torch.long, device=device)
+
+        def pair_allowed(b, q_idx, kv_idx):
+            ok = pattern_mod(None, None, q_idx, kv_idx)
+            if model_mod is not None:
+                ok = ok & model_mod(zero + b, zero, q_idx, kv_idx)
+            return ok.expand(q_idx.shape[0], kv_idx.shape[-1])
+
+        sink = None
+        if self.on_tile is not None:
+            def sink(b, q_pos, k_pos, probs):
+                self.on_tile(layer, b, q_pos, k_pos, probs)
+        scale = query.shape[-1] ** -0.5 if scaling is None else scaling
+        out = tiled_attention(query, key, value, scale=scale, nonempty=nonempty, pair_allowed=pair_allowed,
+                              block_size=FLEX_BLOCK, on_tile=sink)
+        return out, None
 
     def _flex_call(self, flex_attention, query, key, value, **kw):
         if self.compile is not False and not torch.compiler.is_compiling():
