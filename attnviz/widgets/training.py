@@ -130,7 +130,7 @@ class TrainingMonitor(ShowOnce):
         and returns ``"stop"`` once Stop was pressed."""
         record = {"step": event.step, "loss": event.loss, "accuracy": event.accuracy, "eval": event.eval,
                   "seconds": event.seconds, "checkpoint": str(event.checkpoint) if event.checkpoint else None}
-        info = getattr(event.model, "last_info", None) or {}
+        info = getattr(getattr(event, "model", None), "last_info", None) or {}
         if "flex_kernels" in info:   # backend="flex" (on a GPU): compiled kernel signatures so far
             record["flex_kernels"] = info["flex_kernels"]
         with self._lock:
