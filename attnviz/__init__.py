@@ -13,7 +13,7 @@ __all__ = [
     "AttentionPattern", "build_masks", "mask_mod", "mask_reasons", "REASONS", "describe",
     "PromptPlacement", "SequenceLayout", "Segment", "insert_prompt", "plain_layout",
     "Spread", "spread", "spread_pattern", "with_pattern", "capture_attention", "AttentionMaps",
-    "prompt_influence", "InfluenceMap",
+    "capture_rows", "AttentionRows", "prompt_influence", "InfluenceMap",
 ]
 
 # Names that pull in transformers are imported only when first used (keeps `import attnviz` light).
@@ -21,6 +21,8 @@ _LAZY = {
     "with_pattern": "attnviz.models.interface",
     "capture_attention": "attnviz.capture",
     "AttentionMaps": "attnviz.capture",
+    "capture_rows": "attnviz.capture",
+    "AttentionRows": "attnviz.capture",
     "prompt_influence": "attnviz.influence",
     "InfluenceMap": "attnviz.influence",
 }

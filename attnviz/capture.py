@@ -20,6 +20,16 @@ rows and columns of their own; ``values`` is then ``(layers, heads, U, U)`` with
 * Longformer / LED: the band is scattered straight into blocks, ``O(heads * L * (x + w))``.
 
 Peak memory is therefore one layer of the model's own attention plus the result.
+
+**Any length** (``pattern=``): for a model that runs under :func:`attnviz.with_pattern`, pass the
+pattern (and layout) and the forward runs with the ``tiled`` backend
+(:func:`attnviz.tiled_attention.tiled_attention`): each layer's exact probabilities are computed
+only on the pattern's non-empty ``128 × 128`` tiles and reduced into the maps tile by tile, so
+neither the model nor the capture ever holds a ``(heads, L, L)`` tensor. Memory is the model's own
+forward plus ``O(heads · 128 · max_keys)`` working floats plus the result, and time grows with the
+allowed pairs (window, globals, random blocks). :func:`capture_rows` keeps chosen query rows (the
+readout, the prompt) exact across all keys the same way. Native BigBird has no such path (it runs
+its own attention): it keeps the hook path above.
 """
 
 from __future__ import annotations
@@ -185,7 +195,7 @@ def _attention_modules(model) -> list[tuple[torch.nn.Module, int]]:
 def capture_attention(model, inputs: Mapping, *, layers: Iterable[int] | int | None = None,
                       heads: Iterable[int] | int | None = None, pool: int | None = None,
                       keep: Iterable[int] | SequenceLayout | None = None, index: int = 0,
-                      max_bytes: int = 2**30) -> AttentionMaps:
+                      max_bytes: int = 2**30, pattern=None, layout: SequenceLayout | None = None) -> AttentionMaps:
     """Run ``model(**inputs)`` once (no grad) and return the attention of sequence ``index``.
 
     Args:
@@ -198,6 +208,10 @@ def capture_attention(model, inputs: Mapping, *, layers: Iterable[int] | int | N
             prompt positions).
         index: which sequence of the batch.
         max_bytes: refuse results larger than this (default 1 GiB); pool or select instead.
+        pattern, layout: run the model under this :class:`attnviz.AttentionPattern` (and
+            :class:`attnviz.SequenceLayout`, for a prompt) with the ``tiled`` backend: exact
+            probabilities from the pattern's non-empty tiles, ``O(L · w)`` memory at any length
+            (see the module doc). Without ``pattern`` the model's current attention is read.
     Returns:
         :class:`AttentionMaps` with ``values`` ``(len(layers), len(heads), U, U)``.
 
@@ -236,12 +250,155 @@ def capture_attention(model, inputs: Mapping, *, layers: Iterable[int] | int | N
                              f"(max_bytes={max_bytes / 2**30:.1f} GiB); pass pool= (e.g. pool=64, keep=the prompt) "
                              f"or fewer layers / heads")
 
-    run = _capture_longformer if family in LONGFORMER_LIKE else _capture_hooked
-    values, layers, heads, source = run(model, inputs, index, layers, heads, reducer, valid, remap, L_in,
-                                        check_size, notes)
+    if pattern is not None:
+        values, layers, heads, source = _capture_tiled(model, inputs, index, layers, heads, reducer, valid, remap,
+                                                       check_size, notes, pattern, layout)
+    else:
+        run = _capture_longformer if family in LONGFORMER_LIKE else _capture_hooked
+        values, layers, heads, source = run(model, inputs, index, layers, heads, reducer, valid, remap, L_in,
+                                            check_size, notes)
     return AttentionMaps(values=values, layers=layers, heads=heads, length=L,
                          block_size=pool if isinstance(pool, int) else None, kept=kept, edges=edges,
                          unit_of=unit_of, source=source, notes=tuple(notes))
+
+
+def _num_layers(model) -> int:
+    cfg = config_of(model)
+    cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    return int(cfg.num_hidden_layers)
+
+
+def _run_tiled(model, inputs, pattern, layout, on_tile) -> None:
+    """One no-grad forward of ``model`` under ``pattern`` with the tiled backend, tiles to ``on_tile``."""
+    from .models.interface import with_pattern
+
+    if config_of(model).model_type in LONGFORMER_LIKE + ("big_bird", "bigbird_pegasus"):
+        raise ValueError(f"pattern= runs the model through with_pattern, which {config_of(model).model_type} does not "
+                         f"support (it has its own sparse attention); capture it without pattern= (its native path)")
+    with with_pattern(model, pattern, layout, backend="tiled", on_tile=on_tile) as m, torch.no_grad():
+        m(**inputs)
+
+
+def _capture_tiled(model, inputs, index, layers, heads, reducer, valid, remap, check_size, notes, pattern, layout):
+    """Any model under ``with_pattern``: probabilities reduced tile by tile as the tiled backend computes them."""
+    layers = _select("layers", layers, _num_layers(model))
+    wanted = set(layers)
+    acc: dict[int, torch.Tensor] = {}
+    state = {"heads": None}
+
+    def on_tile(layer, b, q_pos, k_pos, probs):
+        if b != index or layer not in wanted:
+            return
+        if state["heads"] is None:
+            state["heads"] = _select("heads", heads, probs.shape[0])
+            check_size(len(layers), len(state["heads"]))
+        device = probs.device
+        if layer not in acc:
+            acc[layer] = torch.zeros(len(state["heads"]), reducer.U, reducer.U, device=device)
+        q_valid, k_valid = remap.to(device)[q_pos], remap.to(device)[k_pos]
+        rows, cols = q_valid >= 0, k_valid >= 0
+        p = probs[list(state["heads"])][:, rows][:, :, cols]                 # (h, tq', nk')
+        uq, uk = q_valid[rows], k_valid[cols]
+        if reducer.exact:
+            acc[layer][:, uq[:, None], uk[None, :]] = p
+        else:
+            unit_of = reducer.unit_of.to(device)
+            per_unit = p.new_zeros(p.shape[0], p.shape[1], reducer.U).index_add_(2, unit_of[uk], p)
+            acc[layer].index_add_(1, unit_of[uq], per_unit)
+
+    _run_tiled(model, inputs, pattern, layout, on_tile)
+    if state["heads"] is None:
+        raise ValueError("the forward pass computed no attention tile for this sequence")
+    h = len(state["heads"])
+    values = torch.stack([acc[l] if l in acc else torch.zeros(h, reducer.U, reducer.U) for l in layers]).cpu()
+    if not reducer.exact:
+        values = values / reducer.norm
+    notes.append("exact probabilities computed on the pattern's non-empty 128 x 128 tiles only (backend='tiled')")
+    return values, layers, state["heads"], "tiled"
+
+
+@dataclass(frozen=True, eq=False)
+class AttentionRows:
+    """Chosen query rows of the attention, exact across every key (the readout, the prompt).
+
+    Attributes:
+        values: float32 ``(layers, heads, R, L)``: ``values[l, h, r, k]`` = how much position
+            ``rows[r]`` attends to key ``k`` (unpadded positions).
+        rows: the query positions, in the order given.
+        layers, heads, length: as in :class:`AttentionMaps`.
+    """
+
+    values: torch.Tensor
+    rows: tuple[int, ...]
+    layers: tuple[int, ...]
+    heads: tuple[int, ...]
+    length: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.values.numel() * self.values.element_size()
+
+
+def capture_rows(model, inputs: Mapping, rows: Iterable[int] | SequenceLayout, pattern, *,
+                 layout: SequenceLayout | None = None, layers: Iterable[int] | int | None = None,
+                 heads: Iterable[int] | int | None = None, index: int = 0) -> AttentionRows:
+    """The attention of the query positions ``rows`` over all keys, exact, at any length.
+
+    Runs ``model(**inputs)`` once under ``pattern`` with the tiled backend (see the module doc) and
+    keeps only those rows: ``O(layers · heads · R · L)`` result, ``O(L · w)`` working memory.
+
+    Args:
+        rows: positions (unpadded) of the rows to keep, or a :class:`SequenceLayout` for its
+            prompt positions and readout.
+        pattern, layout: as for :func:`capture_attention`'s ``pattern=``.
+        layers, heads, index: as for :func:`capture_attention`.
+    """
+    ref = inputs.get("input_ids") if inputs.get("input_ids") is not None else inputs.get("inputs_embeds")
+    if ref is None:
+        raise ValueError("inputs need input_ids or inputs_embeds")
+    if not 0 <= index < ref.shape[0]:
+        raise ValueError(f"index {index} is outside the batch of {ref.shape[0]}")
+    L_in = ref.shape[1]
+    am = _row(inputs.get("attention_mask"), index)
+    valid = torch.arange(L_in) if am is None else torch.nonzero(am.cpu() != 0).flatten()
+    L = len(valid)
+    remap = torch.full((L_in,), -1, dtype=torch.long)
+    remap[valid] = torch.arange(L)
+    if isinstance(rows, SequenceLayout):
+        rows = tuple(rows.prompt_positions) + (rows.readout_position,)
+    rows = tuple(int(r) for r in rows)
+    bad = [r for r in rows if not 0 <= r < L]
+    if bad or not rows:
+        raise ValueError(f"rows {bad or list(rows)} are not positions in [0, {L})")
+    row_of = torch.full((L,), -1, dtype=torch.long)
+    row_of[torch.tensor(rows)] = torch.arange(len(rows))
+    layers = _select("layers", layers, _num_layers(model))
+    wanted = set(layers)
+    acc: dict[int, torch.Tensor] = {}
+    state = {"heads": None}
+
+    def on_tile(layer, b, q_pos, k_pos, probs):
+        if b != index or layer not in wanted:
+            return
+        device = probs.device
+        q_valid, k_valid = remap.to(device)[q_pos], remap.to(device)[k_pos]
+        r = torch.where(q_valid >= 0, row_of.to(device)[q_valid.clamp(min=0)], -1)
+        pick, cols = r >= 0, k_valid >= 0
+        if not bool(pick.any()):
+            return
+        if state["heads"] is None:
+            state["heads"] = _select("heads", heads, probs.shape[0])
+        if layer not in acc:
+            acc[layer] = torch.zeros(len(state["heads"]), len(rows), L, device=device)
+        p = probs[list(state["heads"])][:, pick][:, :, cols]
+        acc[layer][:, r[pick][:, None], k_valid[cols][None, :]] = p
+
+    _run_tiled(model, inputs, pattern, layout, on_tile)
+    if state["heads"] is None:
+        raise ValueError("the forward pass computed no attention tile for these rows")
+    h = len(state["heads"])
+    values = torch.stack([acc.get(l, torch.zeros(h, len(rows), L)).cpu() for l in layers])
+    return AttentionRows(values=values, rows=rows, layers=layers, heads=state["heads"], length=L)
 
 
 def _capture_hooked(model, inputs, index, layers, heads, reducer, valid, remap, L_in, check_size, notes):

@@ -584,6 +584,64 @@ def attention_cost(
                          backward=backward, per_layer=layers)
 
 
+@dataclass(frozen=True)
+class CaptureCost:
+    """What :func:`attnviz.capture_attention` with ``pattern=`` costs (the ``tiled`` backend).
+
+    Attributes:
+        computed_pairs: query-key pairs in the non-empty tiles, summed over layers (per head): the
+            time of the capture grows with this (``3·d`` multiply-adds each: scores, and ``p·v``).
+        work_bytes: the tile working set at its largest: scores and probabilities of one query
+            tile against at most ``max_keys`` keys (float32), the gathered keys and values, and the
+            per-unit sums of one tile row.
+        result_bytes: the maps being filled (``layers · heads · U²`` float32), held to the end.
+    """
+
+    computed_pairs: int
+    work_bytes: int
+    result_bytes: int
+
+    @property
+    def peak_bytes(self) -> int:
+        """Working set + result: what the capture adds to the model's own forward."""
+        return self.work_bytes + self.result_bytes
+
+
+def capture_cost(pattern: AttentionPattern, layout: SequenceLayout | int, num_layers: int, *, num_heads: int,
+                 head_dim: int, units: int, captured_layers: int | None = None, captured_heads: int | None = None,
+                 max_keys: int = 4096, block_size: int = FLEX_BLOCK) -> CaptureCost:
+    """Analytic cost of capturing attention tile by tile (:func:`attnviz.tiled_attention.tiled_attention`).
+
+    Args:
+        pattern, layout, num_layers: the pattern and sequence.
+        num_heads, head_dim: the model's attention shape.
+        units: ``U``, rows / columns of the result (``L`` exact, about ``L / pool + kept`` pooled).
+        captured_layers, captured_heads: how many the maps keep (default all).
+        max_keys, block_size: the tiled backend's chunk of keys and tile side.
+    """
+    from .blockmask import block_tables
+
+    layout = as_layout(layout)
+    pattern.check_layers(num_layers)
+    L = layout.length
+    chunk = max(1, max_keys // block_size) * block_size
+    pairs, widest = 0, 0
+    for layer in range(num_layers):
+        nonempty = block_tables(pattern, layout, layer, block_size).nonempty
+        keys = (nonempty.sum(-1) * block_size).clamp(max=L)          # keys gathered per query tile
+        rows = torch.full((nonempty.shape[0],), block_size)
+        rows[-1] = L - block_size * (nonempty.shape[0] - 1)
+        pairs += int((keys * rows).sum())
+        widest = max(widest, int(keys.max()))
+    nk = min(widest, chunk)
+    heads = num_heads if captured_heads is None else captured_heads
+    layers = num_layers if captured_layers is None else captured_layers
+    work = 4 * (2 * num_heads * block_size * nk          # scores and probabilities
+                + 2 * num_heads * nk * head_dim          # gathered keys and values
+                + heads * block_size * units)            # one tile row's sums per unit
+    return CaptureCost(computed_pairs=pairs, work_bytes=work, result_bytes=4 * layers * heads * units * units)
+
+
 def max_length_within(
     budget_bytes: int,
     *,
