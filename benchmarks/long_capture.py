@@ -91,12 +91,13 @@ def cell(length: int, eager: bool = False, threads: int = 2) -> dict:
     return row
 
 
-def run(quick: bool = False, lengths=None) -> object:
+def run(quick: bool = False, lengths=None, threads: int = 1) -> object:
     lengths = lengths or ((1024, 4096) if quick else LENGTHS)
     rows = []
     for length in lengths:
         print(f"   L={length} ...", flush=True)
-        row = run_cell("benchmarks.long_capture", "cell", timeout=1800, length=length, eager=length <= 4096)
+        row = run_cell("benchmarks.long_capture", "cell", timeout=1800, length=length, eager=length <= 4096,
+                       threads=threads)
         row.setdefault("L", length)
         rows.append(row)
         print(f"   {row}", flush=True)
@@ -105,7 +106,7 @@ def run(quick: bool = False, lengths=None) -> object:
                "computed pairs (M)", "max |tiled - eager|", "error"]
     notes = (f"Embedded MiniLM (6 layers, 12 heads x 32, positions extended to L), window {WINDOW} + global [CLS] + "
              f"{N_PROMPT}-token global prefix prompt, maps pooled to blocks of {POOL} with the prompt's rows and "
-             f"columns exact, float32, batch 1, 2 threads. Net peaks (VmHWM) of a fresh process per length: the "
+             f"columns exact, float32, batch 1, {threads} torch thread(s) (on a shared 2-core machine one thread gives steadier times). Net peaks (VmHWM) of a fresh process per length: the "
              f"model's forward with a null attention first, then the tiled capture (capture_attention(pattern=...)); "
              f"'tiled above null' is the capture's peak minus the null forward's; 'analytic' is "
              f"attnviz.costs.capture_cost(...).peak_bytes (tile working set + result). At L <= 4096 the eager-hook "
@@ -118,5 +119,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--lengths", type=int, nargs="*")
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    print(run(quick=args.quick, lengths=args.lengths))
+    print(run(quick=args.quick, lengths=args.lengths, threads=args.threads))
