@@ -39,7 +39,8 @@ from typing import Iterable, Mapping
 
 import torch
 
-from .models.native import bigbird_attention_type, config_of, LONGFORMER_LIKE, default_global_positions
+from .models.anatomy import attention_modules, config_of, num_layers, temporary_hooks
+from .models.native import bigbird_attention_type, LONGFORMER_LIKE, default_global_positions
 from .placement import SequenceLayout
 
 
@@ -163,35 +164,6 @@ def _row(t: torch.Tensor | None, index: int):
     return t[index if t.shape[0] > 1 else 0] if t.dim() == 2 else t
 
 
-def _attention_modules(model) -> list[tuple[torch.nn.Module, int]]:
-    """(module, output index) of every self-attention module, in module order, from the models'
-    ``_can_record_outputs["attentions"]`` (the hooks transformers itself uses for output_attentions)."""
-    from transformers import PreTrainedModel
-    from transformers.utils.output_capturing import OutputRecorder
-
-    found, seen = [], set()
-    for prefix, sub in model.named_modules():
-        if not isinstance(sub, PreTrainedModel):
-            continue
-        specs = (getattr(sub, "_can_record_outputs", None) or {}).get("attentions")
-        if specs is None:
-            continue
-        for spec in specs if isinstance(specs, list) else [specs]:
-            if not isinstance(spec, OutputRecorder):
-                spec = OutputRecorder(target_class=None if isinstance(spec, str) else spec, index=1,
-                                      class_name=spec if isinstance(spec, str) else None)
-            for name, m in sub.named_modules():
-                full = "." + ".".join(p for p in (prefix, name) if p) + "."
-                match = (spec.target_class is not None and isinstance(m, spec.target_class)) or (
-                    spec.class_name is not None and full.rstrip(".").endswith(spec.class_name))
-                if match and spec.layer_name is not None:
-                    match = "." + spec.layer_name.strip(".") + "." in full
-                if match and id(m) not in seen:
-                    seen.add(id(m))
-                    found.append((m, spec.index))
-    return found
-
-
 def capture_attention(model, inputs: Mapping, *, layers: Iterable[int] | int | None = None,
                       heads: Iterable[int] | int | None = None, pool: int | None = None,
                       keep: Iterable[int] | SequenceLayout | None = None, index: int = 0,
@@ -262,12 +234,6 @@ def capture_attention(model, inputs: Mapping, *, layers: Iterable[int] | int | N
                          unit_of=unit_of, source=source, notes=tuple(notes))
 
 
-def _num_layers(model) -> int:
-    cfg = config_of(model)
-    cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
-    return int(cfg.num_hidden_layers)
-
-
 def _run_tiled(model, inputs, pattern, layout, on_tile) -> None:
     """One no-grad forward of ``model`` under ``pattern`` with the tiled backend, tiles to ``on_tile``."""
     from .models.interface import with_pattern
@@ -281,7 +247,7 @@ def _run_tiled(model, inputs, pattern, layout, on_tile) -> None:
 
 def _capture_tiled(model, inputs, index, layers, heads, reducer, valid, remap, check_size, notes, pattern, layout):
     """Any model under ``with_pattern``: probabilities reduced tile by tile as the tiled backend computes them."""
-    layers = _select("layers", layers, _num_layers(model))
+    layers = _select("layers", layers, num_layers(model))
     wanted = set(layers)
     acc: dict[int, torch.Tensor] = {}
     state = {"heads": None}
@@ -372,7 +338,7 @@ def capture_rows(model, inputs: Mapping, rows: Iterable[int] | SequenceLayout, p
         raise ValueError(f"rows {bad or list(rows)} are not positions in [0, {L})")
     row_of = torch.full((L,), -1, dtype=torch.long)
     row_of[torch.tensor(rows)] = torch.arange(len(rows))
-    layers = _select("layers", layers, _num_layers(model))
+    layers = _select("layers", layers, num_layers(model))
     wanted = set(layers)
     acc: dict[int, torch.Tensor] = {}
     state = {"heads": None}
@@ -409,7 +375,7 @@ def _capture_hooked(model, inputs, index, layers, heads, reducer, valid, remap, 
         mods = [(m, 1) for name, m in model.named_modules()
                 if type(m).__name__ == "BigBirdAttention" and "crossattention" not in name]
     else:
-        mods = _attention_modules(model)
+        mods = attention_modules(model)
     if not mods:
         raise ValueError(f"found no attention modules to read in {type(model).__name__}; attnviz reads models that "
                          f"declare _can_record_outputs['attentions'] (transformers 5), Longformer/LED and BigBird")
@@ -440,14 +406,9 @@ def _capture_hooked(model, inputs, index, layers, heads, reducer, valid, remap, 
             results[layer] = reducer.dense(p)
         return hook
 
-    handles = [m.register_forward_hook(make_hook(i, idx)) for i, (m, idx) in enumerate(mods)]
     before = bigbird_attention_type(model) if family == "big_bird" else None
-    try:
-        with torch.no_grad():
-            model(**inputs)
-    finally:
-        for h in handles:
-            h.remove()
+    with temporary_hooks([(m, make_hook(i, idx)) for i, (m, idx) in enumerate(mods)]), torch.no_grad():
+        model(**inputs)
     if state["fixed"]:
         notes.append(f"BigBird eval: block-0 columns of the rows in blocks 1..nb-2 multiplied by 1 + {r} "
                      f"(its {r} random slots all point at block 0, so block 0 counts {1 + r} times)")

@@ -45,6 +45,7 @@ from typing import Callable, Mapping
 
 import torch
 
+from .models import anatomy
 from .patterns import AttentionPattern
 from .placement import PromptPlacement, SequenceLayout
 from .spread import Spread, spread_pattern
@@ -287,27 +288,13 @@ def _prompt_and_placement(prompt, placement) -> tuple[torch.Tensor, PromptPlacem
     return weight, placement
 
 
-def _special_tokens(model, tokenizer, special_tokens) -> tuple[bool, bool]:
+def resolve_special_tokens(model, tokenizer, special_tokens) -> tuple[bool, bool]:
+    """``(cls, sep)``: ``special_tokens`` when given (two booleans), else from the tokenizer or model."""
     if special_tokens is not None:
         if len(special_tokens) != 2:
             raise ValueError(f"special_tokens must be (cls, sep) booleans, got {special_tokens!r}")
         return bool(special_tokens[0]), bool(special_tokens[1])
-    if tokenizer is not None:
-        with_special = tokenizer("a b")["input_ids"]
-        plain = tokenizer("a b", add_special_tokens=False)["input_ids"]
-        if len(with_special) == len(plain):
-            return False, False
-        return with_special[0] != plain[0], with_special[-1] != plain[-1]
-    decoder = _is_decoder(model)
-    return not decoder, not decoder
-
-
-def _is_decoder(model) -> bool:
-    cfg = model.config
-    cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
-    if getattr(cfg, "is_decoder", False):
-        return True
-    return any(getattr(m, "is_causal", False) is True for m in model.modules() if hasattr(m, "layer_idx"))
+    return anatomy.special_tokens(tokenizer, model)
 
 
 @dataclass
@@ -416,12 +403,6 @@ def _baseline(baseline, prompt: torch.Tensor, embedding: torch.nn.Module) -> tup
     raise ValueError(f"unknown baseline {baseline!r}; allowed: {', '.join(BASELINES)} or a tensor (n, H) / (H,)")
 
 
-def _max_positions(model) -> int | None:
-    from .models.interface import _max_positions
-
-    return _max_positions(model.config)
-
-
 # ---- the runs -----------------------------------------------------------------------------------
 class _Runner:
     """Builds ``inputs_embeds`` for a group of rows and runs the model under the pattern."""
@@ -525,7 +506,7 @@ def prompt_influence(
             whose size or placement differs from the layout's, a layout longer than the model's
             positions, a model in training mode.
     """
-    from .models.interface import BACKENDS, _base_model
+    from .models.interface import BACKENDS
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
@@ -542,7 +523,7 @@ def prompt_influence(
     base_of = getattr(model, "base", None)
     if (callable(getattr(model, "config", None)) or not hasattr(model, "config")) and hasattr(base_of, "config"):
         model = base_of  # an attnviz.prompts.PromptModel (its .config() is a method): its frozen base model
-    base = _base_model(model)
+    base = anatomy.base_model(model)
     if base.training:
         raise ValueError("the model is in training mode (dropout on, so the two runs would differ at random); "
                          "call model.eval() first")
@@ -551,17 +532,16 @@ def prompt_influence(
     H = emb.weight.shape[1]
     if weight.shape[1] != H:
         raise ValueError(f"the prompt has hidden size {weight.shape[1]}, the model {H}")
-    cfg = base.config.get_text_config() if hasattr(base.config, "get_text_config") else base.config
-    num_layers = cfg.num_hidden_layers
+    num_layers = anatomy.num_layers(base)
     if pattern is None:
-        pattern = AttentionPattern(causal=_is_decoder(base))
+        pattern = AttentionPattern(causal=anatomy.is_causal(base))
     if not isinstance(pattern, AttentionPattern):
         raise TypeError(f"pattern must be an attnviz.AttentionPattern, got {type(pattern).__name__}")
     pattern.check_layers(num_layers)
     if per_token is None:
         per_token = method != "ablation"
-    cls, sep = _special_tokens(base, tokenizer, special_tokens)
-    groups, layouts, ids = _groups(batch, placement, pattern, cls, sep, _max_positions(base))
+    cls, sep = resolve_special_tokens(base, tokenizer, special_tokens)
+    groups, layouts, ids = _groups(batch, placement, pattern, cls, sep, anatomy.max_positions(base))
     device = emb.weight.device
     ids = ids.to(device)
     types = batch.get("token_type_ids")
@@ -728,9 +708,7 @@ class _Output:
 
 def _rollout_group(base, runner: _Runner, g: _Group, weight, n: int, readout: torch.Tensor):
     """Rollout inside forward hooks on the attention modules: ``((g, layers+1, Lg), (g, n))``."""
-    from .capture import _attention_modules
-
-    mods = _attention_modules(base)
+    mods = anatomy.attention_modules(base)
     if not mods:
         raise ValueError(f"found no attention modules in {type(base).__name__} to read probabilities from")
     Lg, rows = g.layout.length, len(g.rows)
@@ -745,13 +723,8 @@ def _rollout_group(base, runner: _Runner, g: _Group, weight, n: int, readout: to
         states.append(rollout_step(probs.detach(), states[-1]))
 
     index = {m: i for m, i in mods}
-    handles = [m.register_forward_hook(hook) for m, _ in mods]
-    try:
-        with torch.no_grad():
-            runner(g, weight)
-    finally:
-        for h in handles:
-            h.remove()
+    with anatomy.temporary_hooks([(m, hook) for m, _ in mods]), torch.no_grad():
+        runner(g, weight)
     stacked = torch.stack(states, 1)                                          # (g, layers+1, Lg, n)
     per = stacked[torch.arange(rows), -1, readout.to(stacked.device)]          # (g, n)
     return stacked.sum(-1), per

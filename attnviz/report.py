@@ -193,7 +193,7 @@ def influence_for(run: RunRecord, model, tokenizer, text: str = DEFAULT_TEXT, me
     """:func:`attnviz.prompt_influence` of the run's trained prompt (newest checkpoint) on ``text``
     under the run's pattern: an :class:`~attnviz.influence.InfluenceMap` with ``values`` ``(1, layers + 1, L)``."""
     from .influence import prompt_influence
-    from .models.interface import _max_positions
+    from .models.anatomy import max_positions
     from .prompts.checkpoints import load_checkpoint
 
     if run.placement is None:
@@ -203,7 +203,7 @@ def influence_for(run: RunRecord, model, tokenizer, text: str = DEFAULT_TEXT, me
     hidden = model.get_input_embeddings().weight.shape[1]
     if weight.shape[1] != hidden:
         raise ValueError(f"the run's prompt has hidden size {weight.shape[1]}, the model {hidden}: another model")
-    max_pos = _max_positions(model.config)
+    max_pos = max_positions(model)
     enc = tokenizer(text, return_tensors="pt", truncation=max_pos is not None,
                     max_length=None if max_pos is None else max_pos - run.placement.n_tokens)
     batch = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}

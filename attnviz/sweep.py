@@ -324,10 +324,10 @@ def _as_loaded(model):
 def _ensure_positions(base, tokenizer, needed: int) -> int | None:
     """Extend ``base``'s learned positions (copies, Longformer's recipe) when ``needed`` exceeds them;
     returns the new number of positions, or None when nothing changed."""
-    from .models.interface import _max_positions
+    from .models.anatomy import max_positions
     from .models.positions import extend_positions
 
-    have = _max_positions(base.config)
+    have = max_positions(base)
     if have is None or needed <= have:
         return None
     target = -(-needed // have) * have  # whole copies of the table
@@ -527,9 +527,9 @@ def run_sweep(config: SweepConfig | None = None, out_dir: str | os.PathLike = "s
 
 
 def _num_layers(base) -> int:
-    from .models.native import num_layers_of
+    from .models.anatomy import num_layers
 
-    return num_layers_of(base)
+    return num_layers(base)
 
 
 def _machine() -> str:

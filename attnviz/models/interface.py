@@ -70,6 +70,8 @@ from ..blockmask import FLEX_BLOCK, block_mask, block_tables, key_tiles, tables_
 from ..patterns import AttentionPattern, build_masks, mask_mod
 from ..tiled_attention import tiled_attention
 from ..placement import SequenceLayout
+from .anatomy import base_model, is_cross_attention, max_positions, self_attention_layers
+from .anatomy import text_config as text_config_of
 
 BACKENDS = ("dense", "sdpa", "flex", "tiled")
 
@@ -78,8 +80,6 @@ FLEX_BACKWARD_DEVICES = ("cuda", "xpu")
 
 # Model types whose attention does not go through AttentionInterface but has a native translation.
 NATIVE_MODEL_TYPES = ("longformer", "big_bird", "bigbird_pegasus", "led")
-# RoBERTa-style position tables start at padding_idx + 1.
-_OFFSET_POSITION_TYPES = ("roberta", "xlm-roberta", "camembert", "longformer")
 
 _MAX_CACHED_LENGTHS = 8
 _names = itertools.count()
@@ -147,11 +147,39 @@ def with_pattern(
             out = m(**tokenizer(text, return_tensors="pt"), output_attentions=True)
     """
     patched = _PatternAttention(model, pattern, layout, backend, compile, on_tile)
-    patched.install()
+    mask_function = _flex_base_mask if backend in ("flex", "tiled") else eager_mask
+    with attention_function(patched.model, patched.name, patched._attention, mask_function):
+        yield model
+
+
+@contextmanager
+def attention_function(model, name: str, attention: Callable, mask_function: Callable) -> Iterator:
+    """Inside the block, ``model`` (a ``PreTrainedModel``) runs ``attention`` in every attention
+    layer, registered in transformers' ``AttentionInterface`` under ``name`` (with ``mask_function``
+    in ``AttentionMaskInterface``: without it padding would arrive as ``None``). On exit, error or
+    not, every (sub)config's attention implementation is restored and both names are unregistered."""
+    configs = {id(m.config): m.config for m in model.modules() if isinstance(m, PreTrainedModel)}
+    saved = [(c, c._attn_implementation_internal) for c in configs.values()]
+    original = model.config._attn_implementation
+    AttentionInterface.register(name, attention)
+    AttentionMaskInterface.register(name, mask_function)
     try:
+        model.set_attn_implementation(name)
+        if model.config._attn_implementation != name:
+            raise ValueError(
+                f"{type(model).__name__} refused attn_implementation={name!r}; it does not "
+                f"dispatch through AttentionInterface"
+            )
         yield model
     finally:
-        patched.uninstall()
+        try:
+            if model.config._attn_implementation != original:
+                model.set_attn_implementation(original)
+        finally:
+            for config, impl in saved:
+                config._attn_implementation_internal = impl
+            AttentionInterface._global_mapping.pop(name, None)
+            AttentionMaskInterface._global_mapping.pop(name, None)
 
 
 def flex_trains_on(device) -> bool:
@@ -195,23 +223,21 @@ class _PatternAttention:
             )
         if compile not in (None, True, False):
             raise TypeError(f"compile must be None, True or False, got {compile!r}")
-        self.model = _base_model(model)
+        self.model = base_model(model)
         if on_tile is not None and backend != "tiled":
             raise ValueError(f"on_tile needs backend='tiled' (the only backend that computes tiles), got backend={backend!r}")
         self.pattern, self.layout, self.backend, self.compile = pattern, layout, backend, compile
         self.on_tile = on_tile
         config = self.model.config
-        text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        text_config = text_config_of(config)
 
-        _check_supported(self.model)
+        check_supported(self.model)
         self.num_layers = getattr(text_config, "num_hidden_layers", None)
         if self.num_layers is None:
             raise ValueError(f"{type(self.model).__name__}'s config has no num_hidden_layers; cannot map the pattern to layers")
         pattern.check_layers(self.num_layers)
 
-        self.attention_modules = [
-            m for m in self.model.modules() if hasattr(m, "layer_idx") and not _is_cross_attention(m)
-        ]
+        self.attention_modules = self_attention_layers(self.model)
         causal_flags = [m.is_causal for m in self.attention_modules if isinstance(getattr(m, "is_causal", None), bool)]
         model_causal = any(causal_flags) and getattr(text_config, "is_causal", True) is not False
         if model_causal and not pattern.causal:
@@ -238,9 +264,9 @@ class _PatternAttention:
             )
 
         if layout is not None:
-            max_positions = _max_positions(self.model.config)
-            if max_positions is not None:
-                layout.check_fits(max_positions)
+            limit = max_positions(self.model)
+            if limit is not None:
+                layout.check_fits(limit)
             pattern.global_mask(layout)  # raises on global positions outside the layout
         self._masks: OrderedDict = OrderedDict()  # (L, device) -> (bool (layers, L, L), full: list[bool])
 
@@ -248,35 +274,6 @@ class _PatternAttention:
         if backend in ("flex", "tiled"):
             self._flex = _flex_api()
         self.name = f"attnviz_{backend}_{next(_names)}"
-        self._saved, self._original = None, None
-
-    # -- switching -----------------------------------------------------------------------------
-    def install(self) -> None:
-        configs = {id(m.config): m.config for m in self.model.modules() if isinstance(m, PreTrainedModel)}
-        self._saved = [(c, c._attn_implementation_internal) for c in configs.values()]
-        self._original = self.model.config._attn_implementation
-        AttentionInterface.register(self.name, self._attention)
-        AttentionMaskInterface.register(self.name, _flex_base_mask if self.backend in ("flex", "tiled") else eager_mask)
-        try:
-            self.model.set_attn_implementation(self.name)
-            if self.model.config._attn_implementation != self.name:
-                raise ValueError(
-                    f"{type(self.model).__name__} refused attn_implementation={self.name!r}; it does not "
-                    f"dispatch through AttentionInterface"
-                )
-        except BaseException:
-            self.uninstall()
-            raise
-
-    def uninstall(self) -> None:
-        try:
-            if self.model.config._attn_implementation != self._original:
-                self.model.set_attn_implementation(self._original)
-        finally:
-            for config, impl in self._saved or ():
-                config._attn_implementation_internal = impl
-            AttentionInterface._global_mapping.pop(self.name, None)
-            AttentionMaskInterface._global_mapping.pop(self.name, None)
 
     # -- masks ---------------------------------------------------------------------------------
     def _check_call(self, layer, length: int) -> None:
@@ -341,8 +338,8 @@ class _PatternAttention:
         """Called by each attention layer: query ``(B, H, Q, D)``, key / value ``(B, Hkv, K, D)``,
         ``attention_mask`` as built by the registered mask function. Returns ``(out (B, Q, H, D),
         probabilities (B, H, Q, K) or None)``."""
-        if _is_cross_attention(module) or query.shape[-2] != key.shape[-2]:
-            if not _is_cross_attention(module):
+        if is_cross_attention(module) or query.shape[-2] != key.shape[-2]:
+            if not is_cross_attention(module):
                 raise ValueError(
                     f"with_pattern works on whole sequences: {query.shape[-2]} queries against "
                     f"{key.shape[-2]} keys in layer {module.layer_idx} (KV-cache decoding?); call the model "
@@ -364,7 +361,7 @@ class _PatternAttention:
         """Dense / sdpa attention with the model's mask AND ``allowed`` (bool ``(Q, K)`` or None)."""
         if self.backend in ("flex", "tiled"):  # cross-attention: the model's own mask only
             return self._flex_forward(module, query, key, value, _as_block_mask(attention_mask, self._flex), **kwargs)
-        mask = _float_mask(attention_mask, query.dtype)
+        mask = additive_mask(attention_mask, query.dtype)
         if allowed is not None:
             # masked_fill, not "+ bias": min + min would overflow to -inf (NaN rows under softmax).
             if mask is None:  # fill fresh zeros in place: one (L, L) float alive, not two
@@ -375,7 +372,7 @@ class _PatternAttention:
         if self.backend == "sdpa":
             return sdpa_attention_forward(module, query, key, value, mask, **kwargs)
         if type(module) not in self._eager:
-            self._eager[type(module)] = _eager_function(module)
+            self._eager[type(module)] = eager_function(module)
         return self._eager[type(module)](module, query, key, value, mask, **kwargs)
 
     def _flex_forward(self, module, query, key, value, block_mask, *, scaling=None,
@@ -459,16 +456,9 @@ class _PatternAttention:
 
 
 # ---- helpers -----------------------------------------------------------------------------------
-def _base_model(model) -> PreTrainedModel:
-    """The ``PreTrainedModel`` to switch (unwraps a PEFT model)."""
-    if not isinstance(model, PreTrainedModel) and hasattr(model, "get_base_model"):
-        model = model.get_base_model()
-    if not isinstance(model, PreTrainedModel):
-        raise TypeError(f"model must be a transformers PreTrainedModel (or a PEFT model), got {type(model).__name__}")
-    return model
-
-
-def _check_supported(model: PreTrainedModel) -> None:
+def check_supported(model: PreTrainedModel) -> None:
+    """Raise a ValueError naming the fix unless ``model`` dispatches attention through transformers'
+    ``AttentionInterface`` (BERT, GPT-2, Llama, Mistral, ...; not Longformer / BigBird / LED)."""
     model_type = getattr(model.config, "model_type", "")
     if model_type in NATIVE_MODEL_TYPES:
         raise ValueError(
@@ -490,19 +480,7 @@ def _check_supported(model: PreTrainedModel) -> None:
         )
 
 
-def _is_cross_attention(module) -> bool:
-    return bool(getattr(module, "is_cross_attention", False)) or "CrossAttention" in type(module).__name__
-
-
-def _max_positions(config) -> int | None:
-    config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    n = getattr(config, "max_position_embeddings", None)
-    if n is not None and getattr(config, "model_type", "") in _OFFSET_POSITION_TYPES:
-        n -= (getattr(config, "pad_token_id", None) or 0) + 1
-    return n
-
-
-def _eager_function(module) -> Callable:
+def eager_function(module) -> Callable:
     """The ``eager_attention_forward`` of the module's modeling file (exactly what ``"eager"`` runs),
     or a generic one (GQA-aware, as Llama's) where the file has none."""
     fn = getattr(sys.modules.get(type(module).__module__), "eager_attention_forward", None)
@@ -521,7 +499,7 @@ def _generic_eager(module, query, key, value, attention_mask, scaling=None, drop
     return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
 
 
-def _float_mask(mask, dtype: torch.dtype) -> torch.Tensor | None:
+def additive_mask(mask, dtype: torch.dtype) -> torch.Tensor | None:
     """An additive float mask (0 allowed, ``finfo.min`` blocked). Boolean masks (True = attend) are
     converted: eager attention *adds* the mask, and ``True`` would be added as ``+1.0``."""
     if mask is None or mask.dtype != torch.bool:

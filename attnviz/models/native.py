@@ -44,6 +44,9 @@ import torch
 
 from ..patterns import AttentionPattern, as_layout
 from ..placement import SequenceLayout
+from .anatomy import config_of, family_of, is_causal, is_model, num_layers
+
+num_layers_of = num_layers  # the older name, kept for notebooks and callers
 
 LONGFORMER_LIKE = ("longformer", "led")
 LAYER_TYPED = ("qwen2", "gemma2", "gemma3_text", "modernbert")
@@ -52,63 +55,12 @@ NATIVE_FAMILIES = LONGFORMER_LIKE + ("big_bird", "mistral") + LAYER_TYPED
 _ROPE_PER_LAYER_TYPE = ("gemma3_text", "modernbert")
 
 
-# ---- reading configs ----------------------------------------------------------------------------
-def config_of(model_or_config):
-    """The (text) config of a model or config: ``model.config``, or ``text_config`` of multimodal ones."""
-    from transformers import PretrainedConfig, PreTrainedModel
-
-    if isinstance(model_or_config, PreTrainedModel):
-        cfg = model_or_config.config
-    elif isinstance(model_or_config, PretrainedConfig):
-        cfg = model_or_config
-    else:
-        raise TypeError(f"expected a transformers model or config, got {type(model_or_config).__name__}")
-    sub = getattr(cfg, "text_config", None)
-    return sub if sub is not None and not getattr(cfg, "is_encoder_decoder", False) else cfg
-
-
-def family_of(model_or_config) -> str:
-    """The config's ``model_type`` (e.g. ``"longformer"``, ``"big_bird"``, ``"bert"``)."""
-    return config_of(model_or_config).model_type
-
-
-def num_layers_of(model_or_config, stack: str | None = None) -> int:
-    """Number of attention layers of the model's main stack (LED: encoder), or of ``stack``."""
-    cfg = config_of(model_or_config)
-    if stack == "decoder":
-        return int(getattr(cfg, "decoder_layers", None) or cfg.num_hidden_layers)
-    if getattr(cfg, "is_encoder_decoder", False):
-        return int(getattr(cfg, "encoder_layers", None) or cfg.num_hidden_layers)
-    return int(cfg.num_hidden_layers)
-
-
-def _is_model(obj) -> bool:
-    from transformers import PreTrainedModel
-
-    return isinstance(obj, PreTrainedModel)
-
-
 def _check_stack(cfg, stack: str | None) -> None:
     if stack not in (None, "encoder", "decoder"):
         raise ValueError(f"stack must be None, 'encoder' or 'decoder', got {stack!r}")
     if stack is not None and not getattr(cfg, "is_encoder_decoder", False):
         raise ValueError(f"stack={stack!r} is for encoder-decoder models (LED, T5, BART); {cfg.model_type} has one stack: "
                          f"leave stack=None")
-
-
-def is_causal(model_or_config) -> bool:
-    """Whether the model's main stack attends causally (decoders such as GPT-2 or Mistral)."""
-    from transformers.models.auto.modeling_auto import (
-        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES)
-
-    cfg = config_of(model_or_config)
-    if getattr(cfg, "is_encoder_decoder", False):
-        return False
-    if getattr(cfg, "is_decoder", False):
-        return True
-    if cfg.model_type == "gemma3_text" and getattr(cfg, "use_bidirectional_attention", False):
-        return False
-    return cfg.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and cfg.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 
 def check_longformer_window(w, layer: int | None = None) -> int:
@@ -127,7 +79,7 @@ def longformer_windows(model_or_config) -> tuple[int, ...]:
     """Per-layer Longformer/LED windows. For a model they are read from its attention modules, which
     keep the window they were built with (changing ``config.attention_window`` afterwards changes
     only the padding); for a config, from ``attention_window``."""
-    if _is_model(model_or_config):
+    if is_model(model_or_config):
         found = {m.layer_id: 2 * m.one_sided_attn_window_size for m in model_or_config.modules()
                  if hasattr(m, "one_sided_attn_window_size") and hasattr(m, "layer_id")}
         if found:
@@ -157,7 +109,7 @@ def bigbird_fallback_length(model_or_config) -> int:
 def bigbird_attention_type(model_or_config) -> str:
     """The attention BigBird will run: a model's own ``attention_type`` (it may have switched to
     ``"original_full"`` while ``config.attention_type`` still says ``"block_sparse"``), else the config's."""
-    if _is_model(model_or_config):
+    if is_model(model_or_config):
         base = getattr(model_or_config, "base_model", model_or_config)
         if hasattr(base, "attention_type"):
             return base.attention_type
@@ -206,7 +158,7 @@ def _window(values: list) -> int | tuple | None:
 
 
 def default_global_positions(model_or_config) -> tuple[int, ...]:
-    name = type(model_or_config).__name__ if _is_model(model_or_config) else ""
+    name = type(model_or_config).__name__ if is_model(model_or_config) else ""
     if name == "LongformerForSequenceClassification":
         return (0,)
     if name in ("LongformerForQuestionAnswering", "LongformerForMultipleChoice"):
@@ -260,7 +212,7 @@ def pattern_of(model_or_config, layout: SequenceLayout | int | None = None, *,
             return AttentionPattern(window=None)
         b, r = cfg.block_size, cfg.num_random_blocks
         if training is None:
-            training = bool(model_or_config.training) if _is_model(model_or_config) else False
+            training = bool(model_or_config.training) if is_model(model_or_config) else False
         positions, prompt = _split_prompt(bigbird_global_positions(b, length), layout)
         return AttentionPattern(window=2 * b, global_positions=positions, global_prompt=prompt,
                                 random_blocks=r if training else 0, block_size=b)

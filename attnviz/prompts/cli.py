@@ -223,9 +223,9 @@ def run_train(args) -> int:
     if not args.resume and (args.out / "checkpoints").is_dir() and any((args.out / "checkpoints").iterdir()):
         raise ValueError(f"--out {args.out} already holds a run; add --resume to continue it, or choose another folder")
     loaded = load_model(s["model"])
-    from ..models.interface import _max_positions
+    from ..models.anatomy import max_positions
 
-    max_pos = _max_positions(loaded.model.config)
+    max_pos = max_positions(loaded.model)
     n = 0 if placement is None else placement.n_tokens
     if s["max_length"] + n > max_pos:
         raise ValueError(f"--max-length {s['max_length']} + --n-tokens {n} = {s['max_length'] + n} positions do not fit "

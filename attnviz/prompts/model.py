@@ -42,8 +42,9 @@ import torch
 from torch import nn
 
 from ..blockmask import FLEX_BLOCK
-from ..models.interface import BACKENDS, _max_positions, flex_kernel_count, with_pattern
-from ..models.native import apply_native, family_of, num_layers_of, to_native
+from ..models import anatomy
+from ..models.interface import BACKENDS, flex_kernel_count, with_pattern
+from ..models.native import apply_native, to_native
 from ..patterns import AttentionPattern, build_masks, describe
 from ..placement import PromptPlacement, SequenceLayout, insert_prompt, plain_layout
 from .heads import ClassificationHead, QAHead, Readout
@@ -53,7 +54,6 @@ from .soft_prompt import SoftPrompt
 PRUNE = ("auto", True, False)
 NATIVE = ("longformer", "led")
 _NO_POSITION_IDS = ("led",)  # LED's encoder numbers positions itself (and takes no position_ids)
-_OFFSET_POSITION_TYPES = ("roberta", "xlm-roberta", "camembert", "longformer")
 _CACHE = 64
 
 
@@ -90,14 +90,6 @@ class PreparedBatch:
     kept: torch.Tensor | None
     length: int
     prompt_slot: torch.Tensor | None = None
-
-
-def _special_tokens(tokenizer) -> tuple[bool, bool]:
-    with_special = tokenizer("a b")["input_ids"]
-    plain = tokenizer("a b", add_special_tokens=False)["input_ids"]
-    if len(with_special) == len(plain):
-        return False, False
-    return with_special[0] != plain[0], with_special[-1] != plain[-1]
 
 
 class PromptModel(nn.Module):
@@ -148,7 +140,7 @@ class PromptModel(nn.Module):
             base = getattr(base, prefix)
         if not hasattr(base, "get_input_embeddings") or not hasattr(base, "config"):
             raise TypeError(f"base must be a transformers model, got {type(base).__name__}")
-        self.family = family_of(base)
+        self.family = anatomy.family_of(base)
         if self.family == "led" and hasattr(base, "get_encoder"):
             base = base.get_encoder()  # LED: the prompt goes into the encoder (native windows + global prompt)
         elif self.family != "led" and getattr(base.config, "is_encoder_decoder", False):
@@ -165,8 +157,8 @@ class PromptModel(nn.Module):
         head_in = head.classifier.in_features if isinstance(head, ClassificationHead) else head.qa_outputs.in_features
         if head_in != hidden:
             raise ValueError(f"the head expects hidden size {head_in}, the model has {hidden}")
-        self.num_layers = num_layers_of(base)
-        causal = _is_decoder(base)
+        self.num_layers = anatomy.num_layers(base)
+        causal = anatomy.is_causal(base)
         if pattern is None:
             pattern = AttentionPattern(window=None, causal=causal)
         if not isinstance(pattern, AttentionPattern):
@@ -208,12 +200,11 @@ class PromptModel(nn.Module):
         self.backend = backend
         self.prune = prune
         if special_tokens is None:
-            special_tokens = _special_tokens(tokenizer) if tokenizer is not None else (not causal, not causal)
+            special_tokens = anatomy.special_tokens(tokenizer) if tokenizer is not None else (not causal, not causal)
         self.special_tokens = (bool(special_tokens[0]), bool(special_tokens[1]))
         self.model_id = model_id or getattr(base.config, "_name_or_path", "") or type(base).__name__
-        self.max_positions = _max_positions(base.config)
-        self._position_offset = (
-            (getattr(base.config, "pad_token_id", None) or 0) + 1 if self.family in _OFFSET_POSITION_TYPES else 0)
+        self.max_positions = anatomy.max_positions(base)
+        self._position_offset = anatomy.position_offset(base)
         self._pass_token_types = getattr(base.config, "type_vocab_size", None) is not None
         self._plans: OrderedDict = OrderedDict()
         self._reach: OrderedDict = OrderedDict()
@@ -510,13 +501,9 @@ class PromptModel(nn.Module):
             return self._hidden_states(batch)
         if self._layer_modules is None:  # the prompt was made deep after this model was built
             self._layer_modules = _layer_modules(self.base, self.num_layers)
-        hooks = [layer.register_forward_pre_hook(self._deep_hook(i, batch.prompt_slot), with_kwargs=True)
-                 for i, layer in enumerate(self._layer_modules)]
-        try:
+        hooks = [(layer, self._deep_hook(i, batch.prompt_slot)) for i, layer in enumerate(self._layer_modules)]
+        with anatomy.temporary_hooks(pre=hooks, with_kwargs=True):
             return self._hidden_states(batch)
-        finally:
-            for h in hooks:
-                h.remove()
 
     def _deep_hook(self, layer: int, prompt_slot: torch.Tensor):
         """Pre-hook of layer ``layer``: hidden ``(B, K', H)`` += ``deep[layer]`` at the prompt slots
@@ -562,22 +549,12 @@ class PromptModel(nn.Module):
 
 
 def _layer_modules(base, num_layers: int) -> list:
-    """The ``num_layers`` transformer blocks of ``base`` (BERT / Longformer ``encoder.layer``,
-    GPT-2 ``h``, Llama / Mistral ``layers``), for the deep prompt's pre-hooks."""
-    for path in ("encoder.layer", "encoder.layers", "h", "layers", "transformer.h"):
-        obj = base
-        for part in path.split("."):
-            obj = getattr(obj, part, None)
-        if isinstance(obj, nn.ModuleList) and len(obj) == num_layers:
-            return list(obj)
-    raise ValueError(f"deep=True needs the model's list of {num_layers} layers; none found on {type(base).__name__} "
-                     f"(looked for encoder.layer, h, layers); use deep=False")
-
-
-def _is_decoder(base) -> bool:
-    from ..models.native import is_causal
-
-    return is_causal(base)
+    """The ``num_layers`` transformer blocks of ``base``, for the deep prompt's pre-hooks."""
+    try:
+        return anatomy.layer_blocks(base, num_layers)
+    except ValueError:
+        raise ValueError(f"deep=True needs the model's list of {num_layers} layers; none found on {type(base).__name__} "
+                         f"(looked for encoder.layer, h, layers); use deep=False") from None
 
 
 def pattern_to_dict(pattern: AttentionPattern) -> dict:

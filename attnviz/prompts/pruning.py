@@ -26,11 +26,11 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 import torch
-from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
-from transformers.masking_utils import AttentionMaskInterface, eager_mask
+from transformers.masking_utils import eager_mask
 
-from ..models.interface import _base_model, _check_supported, _eager_function, _float_mask, _is_cross_attention
+from ..models.anatomy import base_model, is_cross_attention
+from ..models.interface import additive_mask, attention_function, check_supported, eager_function
 from ..patterns import AttentionPattern, as_layout, build_masks
 from ..placement import SequenceLayout
 from ..spread import spread, spread_pattern
@@ -74,27 +74,27 @@ class _RowMasked:
     def __init__(self, model, backend: str):
         if backend not in ("dense", "sdpa"):
             raise ValueError(f"per-row masks (pruning, one layout per row) run on backend 'dense' or 'sdpa', got {backend!r}")
-        self.model = _base_model(model)
-        _check_supported(self.model)
+        self.model = base_model(model)
+        check_supported(self.model)
         self.backend = backend
         self.masks: torch.Tensor | None = None
         self._eager: dict = {}
         self.name = f"attnviz_rows_{backend}_{next(_names)}"
 
     def __call__(self, module, query, key, value, attention_mask, **kwargs):
-        if _is_cross_attention(module) or query.shape[-2] != key.shape[-2]:
+        if is_cross_attention(module) or query.shape[-2] != key.shape[-2]:
             raise ValueError("per-row masks work on whole sequences of an encoder or decoder (no cross attention, no cache)")
         allowed = self.masks[module.layer_idx]                       # (B or 1, K, K)
         if allowed.shape[-1] != key.shape[-2]:
             raise ValueError(f"per-row masks are {allowed.shape[-1]} long, the input {key.shape[-2]}")
-        mask = _float_mask(attention_mask, query.dtype)
+        mask = additive_mask(attention_mask, query.dtype)
         if mask is None:
             mask = query.new_zeros((allowed.shape[0], 1) + tuple(allowed.shape[1:]))
         mask = mask.masked_fill(~allowed[:, None], torch.finfo(mask.dtype).min)
         if self.backend == "sdpa":
             return sdpa_attention_forward(module, query, key, value, mask, **kwargs)
         if type(module) not in self._eager:
-            self._eager[type(module)] = _eager_function(module)
+            self._eager[type(module)] = eager_function(module)
         return self._eager[type(module)](module, query, key, value, mask, **kwargs)
 
 
@@ -112,21 +112,5 @@ def row_masks(model, masks: torch.Tensor, backend: str = "dense"):
         raise ValueError(f"masks must be bool (layers, B, K, K), got {masks.dtype} {tuple(masks.shape)}")
     runner = _RowMasked(model, backend)
     runner.masks = masks
-    base = runner.model
-    configs = {id(m.config): m.config for m in base.modules() if hasattr(m, "config") and hasattr(m.config, "_attn_implementation_internal")}
-    saved = [(c, c._attn_implementation_internal) for c in configs.values()]
-    original = base.config._attn_implementation
-    AttentionInterface.register(runner.name, runner)
-    AttentionMaskInterface.register(runner.name, eager_mask)
-    try:
-        base.set_attn_implementation(runner.name)
+    with attention_function(runner.model, runner.name, runner, eager_mask):
         yield model
-    finally:
-        try:
-            if base.config._attn_implementation != original:
-                base.set_attn_implementation(original)
-        finally:
-            for config, impl in saved:
-                config._attn_implementation_internal = impl
-            AttentionInterface._global_mapping.pop(runner.name, None)
-            AttentionMaskInterface._global_mapping.pop(runner.name, None)

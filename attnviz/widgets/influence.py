@@ -190,8 +190,9 @@ def influence_view(model, tokenizer, settings: InfluenceSettings, *, max_side: i
     ``TypeError`` naming the bad setting (shown in the explorer's UI).
     """
     from ..capture import capture_attention
-    from ..influence import _special_tokens, prompt_influence
-    from ..models.interface import _max_positions, with_pattern
+    from ..influence import prompt_influence, resolve_special_tokens as _special_tokens
+    from ..models.anatomy import max_positions as _max_positions
+    from ..models.interface import with_pattern
     from ..models.native import is_causal, num_layers_of
     from ..plots.bertviz_view import token_labels
 
