@@ -8,6 +8,7 @@ BENCHMARKS = {
     "attention_forward": "Forward time and net attention memory: stock sdpa vs dense-masked vs flex vs native Longformer",
     "long_attention": "Dense vs sdpa vs flex vs native Longformer, forward and forward+backward, L up to 16k (2-layer slice)",
     "long_capture": "Attention maps of long inputs: tiled capture vs eager hooks, L = 4k / 16k / 64k, peak memory vs attnviz.costs",
+    "flex_mask_op": "FlexAttention mask cost on CPU: attnviz mask_mod vs a hand-written one on the same tiles (L=4096)",
     "explorer_latency": "Pattern explorer: control change -> figure data ready, L up to 16384 x 24 layers, vs the dense path",
     "training_step": "Prompt-tuning training step: attnviz vs PEFT (identical batches), and reach-aware pruning's speed-up",
     "memory_model": "Analytic vs measured attention memory per configuration (dense, windows, globals, BigBird, causal; Longformer's kernel)",
