@@ -40,7 +40,7 @@ from typing import Iterable, Mapping
 import torch
 
 from .models.anatomy import attention_modules, config_of, num_layers, temporary_hooks
-from .models.native import bigbird_attention_type, LONGFORMER_LIKE, default_global_positions
+from .models.families import OWN_ATTENTION, bigbird, longformer
 from .placement import SequenceLayout
 
 
@@ -226,7 +226,7 @@ def capture_attention(model, inputs: Mapping, *, layers: Iterable[int] | int | N
         values, layers, heads, source = _capture_tiled(model, inputs, index, layers, heads, reducer, valid, remap,
                                                        check_size, notes, pattern, layout)
     else:
-        run = _capture_longformer if family in LONGFORMER_LIKE else _capture_hooked
+        run = _capture_longformer if family in longformer.MODEL_TYPES else _capture_hooked
         values, layers, heads, source = run(model, inputs, index, layers, heads, reducer, valid, remap, L_in,
                                             check_size, notes)
     return AttentionMaps(values=values, layers=layers, heads=heads, length=L,
@@ -238,7 +238,7 @@ def _run_tiled(model, inputs, pattern, layout, on_tile) -> None:
     """One no-grad forward of ``model`` under ``pattern`` with the tiled backend, tiles to ``on_tile``."""
     from .models.interface import with_pattern
 
-    if config_of(model).model_type in LONGFORMER_LIKE + ("big_bird", "bigbird_pegasus"):
+    if config_of(model).model_type in OWN_ATTENTION:
         raise ValueError(f"pattern= runs the model through with_pattern, which {config_of(model).model_type} does not "
                          f"support (it has its own sparse attention); capture it without pattern= (its native path)")
     with with_pattern(model, pattern, layout, backend="tiled", on_tile=on_tile) as m, torch.no_grad():
@@ -370,12 +370,8 @@ def capture_rows(model, inputs: Mapping, rows: Iterable[int] | SequenceLayout, p
 def _capture_hooked(model, inputs, index, layers, heads, reducer, valid, remap, L_in, check_size, notes):
     """Eager dense models and BigBird: reduce each layer's probabilities inside a forward hook."""
     family = config_of(model).model_type
-    if family == "big_bird":
-        # Hook BigBirdAttention, which stays in place when a short input swaps its inner module.
-        mods = [(m, 1) for name, m in model.named_modules()
-                if type(m).__name__ == "BigBirdAttention" and "crossattention" not in name]
-    else:
-        mods = attention_modules(model)
+    is_bigbird = family in bigbird.MODEL_TYPES
+    mods = bigbird.capture_modules(model) if is_bigbird else attention_modules(model)
     if not mods:
         raise ValueError(f"found no attention modules to read in {type(model).__name__}; attnviz reads models that "
                          f"declare _can_record_outputs['attentions'] (transformers 5), Longformer/LED and BigBird")
@@ -397,36 +393,34 @@ def _capture_hooked(model, inputs, index, layers, heads, reducer, valid, remap, 
                 state["heads"] = _select("heads", heads, probs.shape[1])
                 check_size(len(layers), len(state["heads"]))
             p = probs[index, list(state["heads"])].detach()            # (h, L', L'), L' >= L_in (BigBird pads)
-            if family == "big_bird" and module.attention_type == "block_sparse" and not module.training and r:
-                b = module.self.block_size
-                p = p.clone()
-                p[:, b : p.shape[1] - b, :b] *= 1 + r
-                state["fixed"] = True
+            if is_bigbird:
+                p, fixed = bigbird.effective_probs(module, p, r)
+                state["fixed"] = state["fixed"] or fixed
             p = p[:, :L_in, :L_in][:, valid][:, :, valid]
             results[layer] = reducer.dense(p)
         return hook
 
-    before = bigbird_attention_type(model) if family == "big_bird" else None
+    before = bigbird.attention_type(model) if is_bigbird else None
     with temporary_hooks([(m, make_hook(i, idx)) for i, (m, idx) in enumerate(mods)]), torch.no_grad():
         model(**inputs)
     if state["fixed"]:
         notes.append(f"BigBird eval: block-0 columns of the rows in blocks 1..nb-2 multiplied by 1 + {r} "
                      f"(its {r} random slots all point at block 0, so block 0 counts {1 + r} times)")
-    if before is not None and bigbird_attention_type(model) != before:
-        notes.append(f"BigBird switched from {before} to {bigbird_attention_type(model)} during this call (the input is "
+    if before is not None and bigbird.attention_type(model) != before:
+        notes.append(f"BigBird switched from {before} to {bigbird.attention_type(model)} during this call (the input is "
                      f"too short for block-sparse) and stays switched")
     missing = [l for l in layers if l not in results]
     if missing:
         raise ValueError(f"layers {missing} produced no attention in this forward pass")
     return (torch.stack([results[l] for l in layers]), layers, state["heads"],
-            "bigbird" if family == "big_bird" else "dense")
+            "bigbird" if is_bigbird else "dense")
 
 
 def _global_positions(model, inputs, index, L_in) -> torch.Tensor:
     """Global token positions (ascending) of sequence ``index``, as Longformer computes them."""
     gm = _row(inputs.get("global_attention_mask"), index)
     if gm is None:
-        default = default_global_positions(model)
+        default = longformer.default_global_positions(model)
         gm = torch.zeros(L_in, dtype=torch.long)
         gm[list(default)] = 1
     am = _row(inputs.get("attention_mask"), index)

@@ -16,27 +16,17 @@ with the fix:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from ..patterns import AttentionPattern, allowed, as_layout
 from ..placement import SequenceLayout
-from .native import (LONGFORMER_LIKE, bigbird_attention_type, bigbird_fallback_length, config_of,
-                     longformer_padded_length, longformer_windows, num_layers_of, pattern_of)
+from .anatomy import config_of, num_layers
+from .families import FAMILIES
+from .finding import Finding
+from .native import pattern_of
 from .positions import position_table
 
-
-@dataclass(frozen=True)
-class Finding:
-    """One problem: ``kind`` (a short code), ``message`` (what happens, with the numbers), ``fix``."""
-
-    kind: str
-    message: str
-    fix: str
-
-    def __str__(self) -> str:
-        return f"{self.message} Fix: {self.fix}"
+__all__ = ["Finding", "diagnose", "readout_reach"]
 
 
 def readout_reach(pattern: AttentionPattern, layout: SequenceLayout | int, num_layers: int,
@@ -100,7 +90,7 @@ def _reach_finding(pattern, layout: SequenceLayout, num_layers: int, family: str
     window = f"causal window >= {need + 1}" if pattern.causal else f"window >= {2 * need}"
     fixes = [f"move the prompt next to the readout (placement 'prefix' for [CLS]) or widen the attention "
              f"({window} in every layer reaches {far} positions)"]
-    if family in LONGFORMER_LIKE and not pattern.global_prompt:
+    if getattr(FAMILIES.get(family), "GLOBAL_TOKENS", False) and not pattern.global_prompt:
         fixes.insert(0, "make the prompt global (AttentionPattern(..., global_prompt=True), then "
                         "to_native(pattern, model, layout).inputs gives the global_attention_mask)")
     return Finding(
@@ -109,94 +99,6 @@ def _reach_finding(pattern, layout: SequenceLayout, num_layers: int, family: str
         f"position {r} within the model's {num_layers} layers: {how}. Their training signal cannot reach the "
         f"readout, so tuning them changes nothing the classifier sees.",
         "; or ".join(fixes) + ".")
-
-
-def _longformer_findings(model, layout: SequenceLayout, gmask) -> list[Finding]:
-    cfg = config_of(model)
-    L = layout.length
-    out = []
-    if gmask is not None and torch.as_tensor(gmask).shape[-1] != L:
-        G = torch.as_tensor(gmask).shape[-1]
-        short = L - G
-        out.append(Finding(
-            "global-mask-length",
-            f"global_attention_mask has {G} positions but the input has {L}"
-            + (f" ({short} more: the {short} virtual tokens PEFT prepends to inputs_embeds and to attention_mask, "
-               f"while it passes global_attention_mask through unchanged)" if short > 0 else "")
-            + f"; {cfg.model_type} fails with 'The size of tensor a ({L}) must match "
-              f"the size of tensor b ({G})' or, worse, marks the wrong tokens global.",
-            f"give the mask one column per input token: prepend {max(short, 0)} columns "
-            f"(torch.cat([torch.ones(B, {max(short, 0)}) to make the prompt global, or zeros, mask], dim=1)), or build "
-            f"it with to_native(pattern, model, layout)."))
-    if gmask is None and type(model).__name__ == "LongformerForSequenceClassification":
-        first = 0 in layout.prompt_positions
-        out.append(Finding(
-            "default-global",
-            "LongformerForSequenceClassification makes position 0 global when no global_attention_mask is passed"
-            + (" — here position 0 is prompt token 0, not <s>" if first else "")
-            + "; and it builds that mask from input_ids, so with inputs_embeds alone (as prompt tuning feeds it) it "
-              "fails with TypeError: zeros_like() ... not NoneType.",
-            "always pass global_attention_mask (to_native(pattern, model, layout).inputs)."))
-    windows = longformer_windows(model)
-    aw = cfg.attention_window
-    conf = tuple([aw] * len(windows) if isinstance(aw, int) else aw)
-    if conf != windows:
-        out.append(Finding(
-            "stale-windows",
-            f"the layers use windows {list(windows)} but config.attention_window says {list(conf)}: the modules keep "
-            f"the window they were built with, and only the padding follows the config.",
-            "set both with apply_native(model, to_native(pattern, model, layout)), or rebuild the model."))
-    padded = longformer_padded_length(cfg, L)
-    if padded != L:
-        widest = max(conf)
-        out.append(Finding(
-            "padding",
-            f"{cfg.model_type} pads the {L} tokens to {padded} (a multiple of its largest window, {widest}); the "
-            f"{padded - L} pad tokens cost compute and are dropped from the outputs.",
-            f"nothing breaks; to save the work use inputs of a multiple of {widest} tokens."))
-    bad = [(i, w) for i, w in enumerate(windows) if padded % w]
-    if bad:
-        out.append(Finding(
-            "window-divides",
-            f"layers {[i for i, _ in bad]} have windows {[w for _, w in bad]} that do not divide the padded length "
-            f"{padded}; {cfg.model_type} fails with 'Sequence length should be multiple of {bad[0][1]}'.",
-            f"use windows that all divide the largest one ({max(conf)}), or make the largest a multiple of all."))
-    return out
-
-
-def _bigbird_findings(model, layout: SequenceLayout) -> list[Finding]:
-    cfg = config_of(model)
-    L, b, r = layout.length, cfg.block_size, cfg.num_random_blocks
-    cut = bigbird_fallback_length(cfg)
-    now = bigbird_attention_type(model)
-    out = []
-    sticky = ("The switch sticks: model.attention_type stays 'original_full' for every later call, long inputs "
-              "included, while config.attention_type still says 'block_sparse'. It swaps the attention modules, and "
-              "transformers' output_attentions hooks, installed once on the first call that asks for attentions, stay "
-              "on the old ones: if that call came before or with the switch, output_attentions returns ().")
-    if now == "original_full" and cfg.attention_type == "block_sparse":
-        out.append(Finding(
-            "bigbird-switched",
-            f"this BigBird already switched to full attention (an earlier input had <= {cut} tokens). " + sticky,
-            "call model.set_attention_type('block_sparse') (or apply_native(model, {'attention_type': "
-            "'block_sparse'})), and keep inputs longer than " + f"{cut} tokens."))
-    elif now == "block_sparse" and L <= cut:
-        out.append(Finding(
-            "bigbird-fallback",
-            f"BigBird runs block-sparse attention only for inputs longer than (5 + 2*num_random_blocks)*block_size = "
-            f"(5 + 2*{r})*{b} = {cut} tokens; this input has {L}, so it switches to full attention (original_full). "
-            + sticky,
-            f"use inputs of more than {cut} tokens, or a smaller block_size / num_random_blocks; after a switch, "
-            f"model.set_attention_type('block_sparse') switches back."))
-    if now == "block_sparse" and L > cut and r and not model.training:
-        out.append(Finding(
-            "bigbird-eval-random",
-            f"in eval BigBird draws no random blocks: all {r} random slots of a query block point at block 0, so the "
-            f"rows in blocks 1..nb-2 count block 0 {1 + r} times in their softmax, and the attention_probs it returns "
-            f"show one copy (those rows sum to less than 1).",
-            "nothing to fix for inference (capture_attention reports the effective weights); random blocks exist only "
-            "in training (model.train())."))
-    return out
 
 
 def diagnose(model, layout: SequenceLayout | int, *, global_attention_mask: torch.Tensor | None = None,
@@ -216,7 +118,8 @@ def diagnose(model, layout: SequenceLayout | int, *, global_attention_mask: torc
     findings: list[Finding] = []
 
     table = position_table(model)
-    needed = longformer_padded_length(cfg, layout.length) if family in LONGFORMER_LIKE else layout.length
+    kind = FAMILIES.get(family)
+    needed = kind.padded_length(cfg, layout.length) if kind is not None else layout.length
     if table is not None and needed > table.size:
         findings.append(Finding(
             "positions",
@@ -226,12 +129,9 @@ def diagnose(model, layout: SequenceLayout | int, *, global_attention_mask: torc
             f"{-(-needed // 512) * 512})."))
 
     gmask = global_attention_mask
-    if family in LONGFORMER_LIKE:
-        findings += _longformer_findings(model, layout, gmask)
-        if gmask is not None and torch.as_tensor(gmask).shape[-1] != layout.length:
-            gmask = None  # the run would fail; judge reach without the broken mask
-    elif family == "big_bird":
-        findings += _bigbird_findings(model, layout)
+    if kind is not None:
+        found, gmask = kind.findings(model, layout, gmask)
+        findings += found
 
     try:
         if pattern is None:
@@ -240,7 +140,7 @@ def diagnose(model, layout: SequenceLayout | int, *, global_attention_mask: torc
         findings.append(Finding("unknown-pattern", f"attnviz cannot tell this model's attention pattern: {exc}",
                                 "pass global_attention_mask= or check the model family."))
         return findings
-    reach = _reach_finding(pattern, layout, num_layers_of(model), family)
+    reach = _reach_finding(pattern, layout, num_layers(model), family)
     if reach is not None:
         findings.append(reach)
     return findings

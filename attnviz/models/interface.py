@@ -72,14 +72,13 @@ from ..tiled_attention import tiled_attention
 from ..placement import SequenceLayout
 from .anatomy import base_model, is_cross_attention, max_positions, self_attention_layers
 from .anatomy import text_config as text_config_of
+from .families import OWN_ATTENTION
 
 BACKENDS = ("dense", "sdpa", "flex", "tiled")
 
 #: Device types where torch's FlexAttention has a backward (it has none on CPU).
 FLEX_BACKWARD_DEVICES = ("cuda", "xpu")
 
-# Model types whose attention does not go through AttentionInterface but has a native translation.
-NATIVE_MODEL_TYPES = ("longformer", "big_bird", "bigbird_pegasus", "led")
 
 _MAX_CACHED_LENGTHS = 8
 _names = itertools.count()
@@ -460,7 +459,7 @@ def check_supported(model: PreTrainedModel) -> None:
     """Raise a ValueError naming the fix unless ``model`` dispatches attention through transformers'
     ``AttentionInterface`` (BERT, GPT-2, Llama, Mistral, ...; not Longformer / BigBird / LED)."""
     model_type = getattr(model.config, "model_type", "")
-    if model_type in NATIVE_MODEL_TYPES:
+    if model_type in OWN_ATTENTION:
         raise ValueError(
             f"{type(model).__name__} (model_type={model_type!r}) has its own sparse attention that does not go "
             f"through transformers' AttentionInterface; use attnviz.models.native to translate the pattern into "
