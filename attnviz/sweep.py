@@ -297,7 +297,7 @@ def load_sweep_data(config: SweepConfig, tokenizer, *, progress: bool = False) -
             train = train.map(enc, batched=True, remove_columns=["text"], keep_in_memory=True)
             test = test.map(enc, batched=True, remove_columns=["text"], keep_in_memory=True)
     else:
-        from .prompts.data import load_task
+        from .tasks.loading import load_task
 
         task = load_task(config.task, tokenizer, max_length=config.max_length, train_limit=config.train_size,
                          eval_limit=config.test_size, seed=config.seed)
@@ -337,7 +337,7 @@ def _ensure_positions(base, tokenizer, needed: int) -> int | None:
 
 def _readout_influence(model, rows: list[dict], pattern, tokenizer) -> dict:
     from .influence import prompt_influence
-    from .prompts.training import collate
+    from .tasks.batching import collate
 
     batch = collate(rows)
     inf = prompt_influence(model.base, model.prompt, {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")},

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from attnviz.tasks import documents, sources
-from attnviz.tasks.cli import add_data_commands
+from attnviz.cli.data import add_data_commands
 from attnviz.tasks.documents import load_documents, prepare_documents, stratified_split
 from attnviz.tasks.evidence import evidence_far, filler_ids, insert_filler
 from attnviz.tasks.sources import FetchError, cache_dir

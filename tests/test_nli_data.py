@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from attnviz.tasks import nli, sources
-from attnviz.tasks.cli import add_data_commands
+from attnviz.cli.data import add_data_commands
 from attnviz.tasks.nli import LABELS, load_nli, prepare_nli
 from attnviz.tasks.sources import BIGBENCH_TASKS, FetchError, atomic_write, cache_dir
 

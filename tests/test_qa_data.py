@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from attnviz.tasks import qa, sources
-from attnviz.tasks.cli import add_data_commands
+from attnviz.cli.data import add_data_commands
 from attnviz.tasks.qa import (best_spans, f1_score, load_qa, normalize_answer, prepare_qa, qa_features, realign,
                               span_labels, squad_metrics)
 from attnviz.tasks.sources import BIGBENCH_TASKS, FetchError, cache_dir

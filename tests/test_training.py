@@ -101,8 +101,8 @@ def _cli(argv):
     """Parse and run like attnviz.cli.main: bad input -> exit code 2 with a message."""
     import argparse
 
-    from attnviz.cli import _Parser
-    from attnviz.prompts.cli import add_train_commands
+    from attnviz.cli.args import Parser as _Parser
+    from attnviz.cli.train import add_train_commands
 
     parser = _Parser(prog="attnviz")
     add_train_commands(parser.add_subparsers(dest="command", required=True))

@@ -20,7 +20,7 @@ from .training import (
     NonFiniteError, TrainConfig, TrainEvent, TrainResult, batch_indices, collate, evaluate, load_into, make_accelerator,
     train_soft_prompt,
 )
-from .data import TaskData, load_task
+from ..tasks.loading import TaskData, load_task
 from .peft_interop import (
     PeftPrompt, disable_longformer_prompt_tuning, enable_longformer_prompt_tuning, export_peft_adapter,
     extend_global_attention_mask, import_peft_adapter, peft_equivalent_inputs,

@@ -50,7 +50,7 @@ def pooled_features(model: PromptModel, data: Sequence[dict], *, batch_size: int
         ``features`` float32 ``(N, H)`` (``head.pool`` of the final hidden states, before dropout
         and classifier) and ``labels`` int64 ``(N,)``.
     """
-    from .training import collate
+    from ..tasks.batching import collate
 
     head = _check_head(model.head)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:

@@ -48,7 +48,7 @@ from typing import Mapping
 import torch
 
 from ..placement import PromptPlacement, SequenceLayout, insert_prompt
-from ..tasks.sources import atomic_write
+from ..files import atomic_write
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"

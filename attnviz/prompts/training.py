@@ -35,6 +35,7 @@ from .checkpoints import (
     CheckpointError, _from_json, _jsonable, check_compatible, latest_checkpoint, list_checkpoints, load_checkpoint, optimizer_from_flat,
     optimizer_to_flat, prune_checkpoints, rng_state, save_checkpoint, set_rng_state, step_dir, write_json_atomic)
 from ..models.interface import flex_kernel_count, flex_trains_on, flex_training_error
+from ..tasks.batching import collate
 from .heads import ClassificationHead, QAHead
 from .model import PromptModel
 
@@ -192,38 +193,6 @@ class TrainResult:
 # ---- data ---------------------------------------------------------------------------------------
 def _label_keys(model: PromptModel) -> tuple[str, ...]:
     return ("start_positions", "end_positions") if isinstance(model.head, QAHead) else ("labels",)
-
-
-def collate(examples: Sequence[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
-    """Right-pad tokenized examples into a batch.
-
-    Each example has ``input_ids`` (list of ints), optionally ``token_type_ids``, and ``label`` /
-    ``labels`` (classification) or ``start_positions`` + ``end_positions`` (QA).
-    """
-    if not examples:
-        raise ValueError("cannot collate an empty batch")
-    T = max(len(e["input_ids"]) for e in examples)
-    B = len(examples)
-    ids = torch.full((B, T), pad_id, dtype=torch.long)
-    mask = torch.zeros(B, T, dtype=torch.long)
-    types = torch.zeros(B, T, dtype=torch.long)
-    for b, e in enumerate(examples):
-        n = len(e["input_ids"])
-        if n == 0:
-            raise ValueError(f"example {b} of the batch has no tokens")
-        ids[b, :n] = torch.as_tensor(e["input_ids"], dtype=torch.long)
-        mask[b, :n] = 1
-        if e.get("token_type_ids") is not None:
-            types[b, :n] = torch.as_tensor(e["token_type_ids"], dtype=torch.long)
-    out = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-    if "start_positions" in examples[0]:
-        out["start_positions"] = torch.tensor([int(e["start_positions"]) for e in examples])
-        out["end_positions"] = torch.tensor([int(e["end_positions"]) for e in examples])
-    else:
-        key = "labels" if "labels" in examples[0] else "label"
-        if key in examples[0]:
-            out["labels"] = torch.tensor([int(e[key]) for e in examples])
-    return out
 
 
 def batch_indices(step: int, n_examples: int, batch_size: int, seed: int, *, world: int = 1, rank: int = 0) -> list[int]:

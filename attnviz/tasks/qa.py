@@ -512,7 +512,7 @@ def predict_spans(model, features, *, batch_size: int = 32, max_answer_tokens: i
     ``input_ids``, ``attention_mask``, ``token_type_ids`` to ``(start (B, T), end (B, T))``); the span
     is chosen among context tokens (:func:`best_spans`) and cut from the context by its offsets.
     """
-    from ..prompts.training import collate
+    from .batching import collate
 
     was_training = model.training
     model.eval()

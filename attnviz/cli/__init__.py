@@ -2,7 +2,9 @@
 
     attnviz spread --window 64 --layers 6 --length 1024 --placement prefix --n-tokens 20 --out spread.html
 
-Each subcommand is one ``_add_<name>`` function that declares its arguments and sets ``run`` to the
+The package owns every argument parser of the command: :mod:`.args` (argument types and the
+parser class), :mod:`.train` (``train`` / ``evaluate``), :mod:`.data` (``data prepare``); this
+module holds ``spread``, ``report`` and ``sweep`` and :func:`main`. Each subcommand is one ``_add_<name>`` function that declares its arguments and sets ``run`` to the
 function doing the work; add a subcommand by writing a new pair and calling it in :func:`build_parser`.
 Bad input ends with a one-line message and exit code 2 (argparse's convention), never a traceback.
 """
@@ -13,70 +15,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from .patterns import AttentionPattern, describe
-from .placement import PLACEMENTS, PromptPlacement
+from ..patterns import AttentionPattern, describe
+from ..placement import PLACEMENTS, PromptPlacement
+from .args import Parser, dilation_arg, int_at_least, positions_arg, window_arg
+
+_Parser = Parser  # the older name
 
 #: Longest sequence the ``spread`` command draws (positions, prompt and special tokens included).
 MAX_POSITIONS = 2**17
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error: ``attnviz spread: error: ... (see attnviz spread --help)``."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
-
-
-# ---- argument types --------------------------------------------------------------------------
-def _int_at_least(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"must be an int >= {minimum}, got {text!r}")
-        return value
-    parse.__name__ = f"int >= {minimum}"
-    return parse
-
-
-def _entry(text: str, what: str, allow_none: bool) -> int | None:
-    t = text.strip().lower()
-    if allow_none and t in ("none", "full"):
-        return None
-    try:
-        return int(t)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid {what} entry {text.strip()!r}") from None
-
-
-def window_arg(text: str) -> int | None | tuple[int | None, ...]:
-    """``"64"`` -> 64, ``"none"`` / ``"full"`` -> None (full attention), ``"32,32,64"`` -> per layer."""
-    try:
-        values = [_entry(p, "window", True) for p in text.split(",")]
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(
-            f"invalid window {text!r}: give an int (64), 'none' or 'full' for full attention, "
-            f"or one entry per layer (32,32,64,64,128,128)") from None
-    return values[0] if len(values) == 1 else tuple(values)
-
-
-def dilation_arg(text: str) -> int | tuple[int, ...]:
-    """``"2"`` -> 2, ``"1,1,2,2"`` -> per layer."""
-    try:
-        values = [_entry(p, "dilation", False) for p in text.split(",")]
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"invalid dilation {text!r}: give an int >= 1 or one per layer (1,1,2,2)") from None
-    return values[0] if len(values) == 1 else tuple(values)
-
-
-def positions_arg(text: str) -> tuple[int, ...]:
-    """``"0,5"`` -> (0, 5); ``""`` -> ()."""
-    try:
-        return tuple(_entry(p, "position", False) for p in text.split(",") if p.strip())
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"invalid positions {text!r}: give comma-separated ints, e.g. 0,5") from None
 
 
 # ---- attnviz spread ------------------------------------------------------------------------------
@@ -91,7 +37,7 @@ def _add_spread(sub) -> None:
                    help="window width: an int (bidirectional: total width, W/2 each side, must be even; with "
                         "--causal: the last W tokens), 'none'/'full' for full attention, or one entry per layer "
                         "as a comma list, e.g. 32,32,64,64,128,128 (default: 64)")
-    g.add_argument("--layers", type=_int_at_least(1), default=None, metavar="N",
+    g.add_argument("--layers", type=int_at_least(1), default=None, metavar="N",
                    help="number of layers (default: the length of a per-layer --window list, else 6)")
     g.add_argument("--causal", action="store_true", help="decoder attention: a token sees only earlier tokens")
     g.add_argument("--global-prompt", action="store_true", help="give every prompt token global attention")
@@ -99,29 +45,29 @@ def _add_spread(sub) -> None:
                    help="absolute positions with global attention, e.g. 0,5 (0 is [CLS])")
     g.add_argument("--dilation", type=dilation_arg, default=1, metavar="D",
                    help="spacing between window keys, an int or one per layer (default: 1)")
-    g.add_argument("--random-blocks", type=_int_at_least(0), default=0, metavar="R",
+    g.add_argument("--random-blocks", type=int_at_least(0), default=0, metavar="R",
                    help="BigBird random key blocks per query block (default: 0)")
-    g.add_argument("--block-size", type=_int_at_least(1), default=None, metavar="B", help="block length for --random-blocks")
-    g.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of the random blocks (default: 0)")
+    g.add_argument("--block-size", type=int_at_least(1), default=None, metavar="B", help="block length for --random-blocks")
+    g.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the random blocks (default: 0)")
     s = p.add_argument_group("sequence")
-    s.add_argument("--length", type=_int_at_least(0), default=1024, metavar="T",
+    s.add_argument("--length", type=int_at_least(0), default=1024, metavar="T",
                    help="text length in tokens, without special tokens and prompt: the layout adds [CLS], [SEP] "
                         "and the prompt, so the sequence has T + 2 + n-tokens positions (default: 1024)")
     s.add_argument("--placement", choices=PLACEMENTS, default="prefix",
                    help="where the prompt goes: start (before [CLS], as PEFT), prefix (after [CLS]), infix (--at), "
                         "suffix (before [SEP]) or scattered (--every) (default: prefix)")
-    s.add_argument("--n-tokens", type=_int_at_least(1), default=20, metavar="N", help="prompt tokens (default: 20)")
-    s.add_argument("--at", type=_int_at_least(0), default=None, help="infix: the text token the prompt goes before")
-    s.add_argument("--every", type=_int_at_least(1), default=None, help="scattered: text tokens between prompt tokens")
+    s.add_argument("--n-tokens", type=int_at_least(1), default=20, metavar="N", help="prompt tokens (default: 20)")
+    s.add_argument("--at", type=int_at_least(0), default=None, help="infix: the text token the prompt goes before")
+    s.add_argument("--every", type=int_at_least(1), default=None, help="scattered: text tokens between prompt tokens")
     o = p.add_argument_group("output")
-    o.add_argument("--mask-layer", type=_int_at_least(0), default=0, metavar="L", help="layer whose mask is shown first (default: 0)")
+    o.add_argument("--mask-layer", type=int_at_least(0), default=0, metavar="L", help="layer whose mask is shown first (default: 0)")
     o.add_argument("--out", type=Path, default=Path("spread.html"), help="HTML file to write (default: spread.html)")
     p.set_defaults(run=_run_spread, parser=p)
 
 
 def _run_spread(args) -> int:
-    from .plots import mask_figure, save_html, spread_figure
-    from .spread import spread_pattern
+    from ..plots import mask_figure, save_html, spread_figure
+    from ..spread import spread_pattern
 
     window = args.window
     layers = args.layers if args.layers is not None else (len(window) if isinstance(window, tuple) else 6)
@@ -173,11 +119,11 @@ def _add_report(sub) -> None:
 
 
 def _run_report(args) -> int:
-    from .report import DEFAULT_TEXT, write_report
+    from ..report import DEFAULT_TEXT, write_report
 
     model = tokenizer = None
     if args.model is not None and not args.no_influence:
-        from .models import load_model
+        from ..models import load_model
 
         model, tokenizer, _ = load_model(args.model)
     path = write_report(args.run_dir, args.out, model=model, tokenizer=tokenizer, text=args.text or DEFAULT_TEXT,
@@ -209,7 +155,7 @@ _ON_OFF = {"on": True, "off": False, "true": True, "false": False, "yes": True, 
 
 
 def _add_sweep(sub) -> None:
-    from .sweep import REFERENCES, SWEEP_PLACEMENTS, TASKS, VARIANTS, SweepConfig
+    from ..sweep import REFERENCES, SWEEP_PLACEMENTS, TASKS, VARIANTS, SweepConfig
 
     d = SweepConfig()
     p = sub.add_parser(
@@ -230,19 +176,19 @@ def _add_sweep(sub) -> None:
     p.add_argument("--placement", type=_list_arg(str, "placements", ", ".join(SWEEP_PLACEMENTS)), default=d.placements,
                    metavar="P,P", help=f"placements of the grid, from {', '.join(SWEEP_PLACEMENTS)} "
                                         f"(default: {','.join(d.placements)})")
-    p.add_argument("--n-tokens", type=_int_at_least(1), default=d.n_tokens, help=f"prompt tokens (default {d.n_tokens})")
-    p.add_argument("--max-length", type=_int_at_least(4), default=d.max_length, metavar="T",
+    p.add_argument("--n-tokens", type=int_at_least(1), default=d.n_tokens, help=f"prompt tokens (default {d.n_tokens})")
+    p.add_argument("--max-length", type=int_at_least(4), default=d.max_length, metavar="T",
                    help=f"tokens per document, filler included; above 512 - n-tokens MiniLM's positions are "
                         f"extended by copying (default {d.max_length})")
-    p.add_argument("--filler-tokens", type=_int_at_least(0), default=d.filler_tokens, metavar="N",
+    p.add_argument("--filler-tokens", type=int_at_least(0), default=d.filler_tokens, metavar="N",
                    help=f"far variant: filler tokens between [CLS] and the document (default {d.filler_tokens})")
-    p.add_argument("--steps", type=_int_at_least(1), default=d.steps, help=f"training steps per cell (default {d.steps})")
-    p.add_argument("--batch-size", type=_int_at_least(1), default=d.batch_size, help=f"default {d.batch_size}")
-    p.add_argument("--train-size", type=_int_at_least(1), default=d.train_size, metavar="N",
+    p.add_argument("--steps", type=int_at_least(1), default=d.steps, help=f"training steps per cell (default {d.steps})")
+    p.add_argument("--batch-size", type=int_at_least(1), default=d.batch_size, help=f"default {d.batch_size}")
+    p.add_argument("--train-size", type=int_at_least(1), default=d.train_size, metavar="N",
                    help=f"training documents (default {d.train_size})")
-    p.add_argument("--test-size", type=_int_at_least(1), default=d.test_size, metavar="N",
+    p.add_argument("--test-size", type=int_at_least(1), default=d.test_size, metavar="N",
                    help=f"held-out documents (default {d.test_size})")
-    p.add_argument("--seed", type=_int_at_least(0), default=d.seed, help="data, initialisation and order (default 0)")
+    p.add_argument("--seed", type=int_at_least(0), default=d.seed, help="data, initialisation and order (default 0)")
     p.add_argument("--init", default=d.init, help="prompt init: text ([SEP] copies + noise), vocab, labels, random")
     p.add_argument("--backend", default=d.backend, help="training backend: sdpa (default) or dense")
     p.add_argument("--references", type=_list_arg(str, "references", ", ".join(REFERENCES) + " or none"),
@@ -254,7 +200,7 @@ def _add_sweep(sub) -> None:
 
 
 def _run_sweep(args) -> int:
-    from .sweep import SweepConfig, run_sweep
+    from ..sweep import SweepConfig, run_sweep
 
     references = () if args.references == ("none",) else args.references
     config = SweepConfig(task=args.task, variant=args.variant, windows=args.window, global_prompt=args.global_prompt,
@@ -271,14 +217,14 @@ def _run_sweep(args) -> int:
 
 # ---- entry point -------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="attnviz", description="See how attention-window configuration shapes prompt tuning.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_spread(sub)
     _add_sweep(sub)
     _add_report(sub)
-    from .prompts.cli import add_train_commands
-    from .tasks.cli import add_data_commands
+    from .train import add_train_commands
+    from .data import add_data_commands
 
     add_train_commands(sub)
     add_data_commands(sub)
@@ -296,7 +242,3 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # e.g. --out not writable
         print(f"{args.parser.prog}: error: {exc}", file=sys.stderr)
         return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

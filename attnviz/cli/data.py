@@ -59,14 +59,14 @@ def _run_prepare(args: argparse.Namespace) -> int:
         raise ValueError(f"--archive {args.archive}: no such file")
     if args.corpus != "all":
         raise ValueError(f"--name {args.corpus} applies to `data prepare documents`, not to nli")
-    from .nli import prepare_nli
+    from ..tasks.nli import prepare_nli
 
     prepared = prepare_nli(force=args.force, progress=not args.no_progress, archive=args.archive)
     return _print_prepared(prepared)
 
 
 def _run_documents(args: argparse.Namespace) -> int:
-    from .documents import NAMES, prepare_documents
+    from ..tasks.documents import NAMES, prepare_documents
 
     names = NAMES if args.corpus == "all" else (args.corpus,)
     if args.archive is not None and len(names) > 1:
@@ -99,7 +99,7 @@ def _run_qa(args: argparse.Namespace) -> int:
         raise ValueError(f"--name {args.corpus} applies to `data prepare documents`, not to qa")
     if args.archive is not None and not args.archive.is_file():
         raise ValueError(f"--archive {args.archive}: not a file (give bigbench-1.0.0.tar.gz)")
-    from .qa import prepare_qa
+    from ..tasks.qa import prepare_qa
 
     prepared = prepare_qa(force=args.force, progress=not args.no_progress, archive=args.archive)
     return _print_prepared(prepared)

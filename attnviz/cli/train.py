@@ -4,7 +4,7 @@
     attnviz train --out runs/nli-w64 --resume --steps 600      # continue (settings come from the run folder)
     attnviz evaluate runs/nli-w64
 
-The lead's ``attnviz/cli.py`` wires these in with :func:`add_train_commands`. A run folder holds
+``attnviz.cli`` wires these in with :func:`add_train_commands`. A run folder holds
 ``config.json`` (the settings, written first), ``checkpoints/step-…/`` (safetensors + JSON),
 ``log.jsonl``, ``result.json`` and, after ``evaluate``, ``eval.json``. ``--n-tokens 0`` trains the
 head alone: the baseline a prompt has to beat.
@@ -31,12 +31,12 @@ DEFAULTS = {
 def add_train_commands(subparsers) -> None:
     """Add ``train`` and ``evaluate`` to an ``argparse`` subparsers object. Each sets ``run`` (the
     function to call with the parsed args, returning an exit code) and ``parser``."""
-    from ..cli import _int_at_least, dilation_arg, positions_arg, window_arg
+    from .args import dilation_arg, int_at_least, positions_arg, window_arg
     from ..models.interface import BACKENDS
     from ..placement import PLACEMENTS
-    from .heads import POOLINGS
-    from .soft_prompt import INITS
-    from .training import MIXED_PRECISION, OPTIMIZERS, SCHEDULES
+    from ..prompts.heads import POOLINGS
+    from ..prompts.soft_prompt import INITS
+    from ..prompts.training import MIXED_PRECISION, OPTIMIZERS, SCHEDULES
 
     def positive_float(text):
         try:
@@ -65,9 +65,9 @@ def add_train_commands(subparsers) -> None:
     t.add_argument("--task", default=None, help="'nli' (attnviz data prepare nli) or a .jsonl / .csv file with text "
                                                 "(or premise + hypothesis) and label columns")
     t.add_argument("--model", default=None, help="'default' (embedded MiniLM), a local folder, or a hub id")
-    t.add_argument("--max-length", type=_int_at_least(2), default=None, help="truncate inputs to N tokens (default 128)")
-    t.add_argument("--train-limit", type=_int_at_least(1), default=None, metavar="N", help="use N training examples")
-    t.add_argument("--eval-limit", type=_int_at_least(1), default=None, metavar="N", help="use N held-out examples")
+    t.add_argument("--max-length", type=int_at_least(2), default=None, help="truncate inputs to N tokens (default 128)")
+    t.add_argument("--train-limit", type=int_at_least(1), default=None, metavar="N", help="use N training examples")
+    t.add_argument("--eval-limit", type=int_at_least(1), default=None, metavar="N", help="use N held-out examples")
     t.add_argument("--nli-source", default=None, help="NLI source for --task nli (vitaminc, presuppositions, snli, mnli)")
     t.add_argument("--balanced", action="store_true", default=None, help="NLI: the same number of rows per label")
     g = p.add_argument_group("attention pattern")
@@ -77,15 +77,15 @@ def add_train_commands(subparsers) -> None:
     g.add_argument("--global-prompt", action="store_true", default=None, help="every prompt token attends and is attended globally")
     g.add_argument("--global-positions", type=positions_arg, default=None, metavar="P,P", help="absolute global positions, e.g. 0")
     g.add_argument("--dilation", type=dilation_arg, default=None, metavar="D", help="window dilation (default 1)")
-    g.add_argument("--random-blocks", type=_int_at_least(0), default=None, metavar="R", help="BigBird random blocks")
-    g.add_argument("--block-size", type=_int_at_least(1), default=None, metavar="B", help="block length for --random-blocks")
-    g.add_argument("--pattern-seed", type=_int_at_least(0), default=None, help="seed of the random blocks")
+    g.add_argument("--random-blocks", type=int_at_least(0), default=None, metavar="R", help="BigBird random blocks")
+    g.add_argument("--block-size", type=int_at_least(1), default=None, metavar="B", help="block length for --random-blocks")
+    g.add_argument("--pattern-seed", type=int_at_least(0), default=None, help="seed of the random blocks")
     s = p.add_argument_group("prompt and head")
     s.add_argument("--placement", choices=PLACEMENTS, default=None, help="where the prompt goes (default prefix: after [CLS])")
-    s.add_argument("--n-tokens", type=_int_at_least(0), default=None, metavar="N",
+    s.add_argument("--n-tokens", type=int_at_least(0), default=None, metavar="N",
                    help="prompt tokens (default 20; 0 = head only, the baseline)")
-    s.add_argument("--at", type=_int_at_least(0), default=None, help="infix: the text token the prompt goes before")
-    s.add_argument("--every", type=_int_at_least(1), default=None, help="scattered: text tokens between prompt tokens")
+    s.add_argument("--at", type=int_at_least(0), default=None, help="infix: the text token the prompt goes before")
+    s.add_argument("--every", type=int_at_least(1), default=None, help="scattered: text tokens between prompt tokens")
     s.add_argument("--init", choices=INITS, default=None,
                    help="prompt initialisation (default text: copies of [SEP] + noise, the best start measured)")
     s.add_argument("--init-text", default=None, help="the phrase for --init text")
@@ -96,17 +96,17 @@ def add_train_commands(subparsers) -> None:
     s.add_argument("--no-prune", dest="prune", action="store_false", default=None,
                    help="turn off reach-aware pruning (on by default where exact)")
     o = p.add_argument_group("optimisation")
-    o.add_argument("--steps", type=_int_at_least(1), default=None, help="optimizer steps (default 300)")
-    o.add_argument("--batch-size", type=_int_at_least(1), default=None, help="examples per step (default 8)")
+    o.add_argument("--steps", type=int_at_least(1), default=None, help="optimizer steps (default 300)")
+    o.add_argument("--batch-size", type=int_at_least(1), default=None, help="examples per step (default 8)")
     o.add_argument("--lr-prompt", type=positive_float, default=None, help="prompt learning rate (default 3e-2)")
     o.add_argument("--lr-head", type=positive_float, default=None, help="head learning rate (default 1e-2)")
     o.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help="default adamw")
     o.add_argument("--schedule", choices=SCHEDULES, default=None, help="after warm-up: linear decay or constant")
     o.add_argument("--warmup", type=fraction, default=None, help="warm-up fraction of the steps (default 0.1)")
     o.add_argument("--max-grad-norm", type=float, default=None, help="gradient clipping (default 1.0, 0 = off)")
-    o.add_argument("--eval-every", type=_int_at_least(0), default=None, help="evaluate every N steps (default 50)")
-    o.add_argument("--checkpoint-every", type=_int_at_least(0), default=None, help="checkpoint every N steps (default 50)")
-    o.add_argument("--seed", type=_int_at_least(0), default=None, help="seed (default 0)")
+    o.add_argument("--eval-every", type=int_at_least(0), default=None, help="evaluate every N steps (default 50)")
+    o.add_argument("--checkpoint-every", type=int_at_least(0), default=None, help="checkpoint every N steps (default 50)")
+    o.add_argument("--seed", type=int_at_least(0), default=None, help="seed (default 0)")
     o.add_argument("--mixed-precision", choices=MIXED_PRECISION, default=None, help="accelerate mixed precision")
     r = p.add_argument_group("run")
     r.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, logs, config)")
@@ -120,8 +120,8 @@ def add_train_commands(subparsers) -> None:
     e.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the --out folder of attnviz train")
     e.add_argument("--checkpoint", type=Path, default=None, help="a checkpoint folder (default: the newest undamaged)")
     e.add_argument("--task", default=None, help="evaluate on this task instead of the run's (same labels)")
-    e.add_argument("--eval-limit", type=_int_at_least(1), default=None, metavar="N", help="use N held-out examples")
-    e.add_argument("--batch-size", type=_int_at_least(1), default=32, help="evaluation batch size (default 32)")
+    e.add_argument("--eval-limit", type=int_at_least(1), default=None, metavar="N", help="use N held-out examples")
+    e.add_argument("--batch-size", type=int_at_least(1), default=32, help="evaluation batch size (default 32)")
     e.set_defaults(run=run_evaluate, parser=e)
 
 
@@ -160,7 +160,7 @@ def _placement(s: dict):
 
 
 def _load_task(s: dict, tokenizer, task: str | None = None):
-    from .data import load_task
+    from ..tasks.loading import load_task
 
     nli_kwargs = {}
     if s.get("nli_source"):
@@ -176,9 +176,9 @@ def build_model(s: dict, loaded, num_labels: int, label_names=None, *, init: boo
     ``s["init"]``, or zeros when ``init=False`` because a checkpoint will fill it)."""
     import torch
 
-    from .heads import ClassificationHead
-    from .model import PromptModel
-    from .soft_prompt import SoftPrompt
+    from ..prompts.heads import ClassificationHead
+    from ..prompts.model import PromptModel
+    from ..prompts.soft_prompt import SoftPrompt
 
     base, tokenizer, name = loaded
     placement = _placement(s)
@@ -200,8 +200,8 @@ def build_model(s: dict, loaded, num_labels: int, label_names=None, *, init: boo
 # ---- commands -----------------------------------------------------------------------------------
 def run_train(args) -> int:
     from ..models import load_model
-    from .checkpoints import write_json_atomic
-    from .training import TrainConfig, train_soft_prompt
+    from ..prompts.checkpoints import write_json_atomic
+    from ..prompts.training import TrainConfig, train_soft_prompt
 
     s = _settings(args)
     placement = _placement(s)   # bad placement arguments fail before anything loads
@@ -247,8 +247,8 @@ def run_train(args) -> int:
 
 def run_evaluate(args) -> int:
     from ..models import load_model
-    from .checkpoints import latest_checkpoint, write_json_atomic
-    from .training import evaluate, load_into
+    from ..prompts.checkpoints import latest_checkpoint, write_json_atomic
+    from ..prompts.training import evaluate, load_into
 
     config_path = args.run_dir / "config.json"
     if not config_path.is_file():

@@ -2,7 +2,7 @@
 
 :func:`load_task` returns a :class:`TaskData` with tokenized ``datasets.Dataset`` splits (columns
 ``input_ids``, ``token_type_ids``, ``label``) and the label names, ready for
-:func:`attnviz.prompts.train_soft_prompt`.
+:func:`attnviz.prompts.train_soft_prompt` (batched by :func:`attnviz.tasks.batching.collate`).
 
 * ``"nli"``: :func:`attnviz.tasks.nli.load_nli` (premise / hypothesis / label, label names from
   its ``ClassLabel``; ``nli_kwargs`` pass ``source=``, ``balanced=``, ``with_title=``); pairs are
@@ -125,7 +125,7 @@ def _from_file(path: Path, seed: int):
 
 def _from_nli(seed: int, nli_kwargs: dict, train_limit: int | None, eval_limit: int | None):
     try:
-        from ..tasks.nli import load_nli
+        from .nli import load_nli
     except ImportError as exc:
         raise ValueError(f"the NLI task needs attnviz.tasks.nli (load_nli), which is not available here ({exc}); "
                          f"give a local .jsonl / .csv file with premise, hypothesis, label instead") from None

@@ -1,0 +1,64 @@
+"""Argument types and the parser class of the ``attnviz`` command: one-line errors, exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: ``attnviz spread: error: ... (see attnviz spread --help)``."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+# ---- argument types --------------------------------------------------------------------------
+def int_at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an int >= {minimum}, got {text!r}")
+        return value
+    parse.__name__ = f"int >= {minimum}"
+    return parse
+
+
+def _entry(text: str, what: str, allow_none: bool) -> int | None:
+    t = text.strip().lower()
+    if allow_none and t in ("none", "full"):
+        return None
+    try:
+        return int(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid {what} entry {text.strip()!r}") from None
+
+
+def window_arg(text: str) -> int | None | tuple[int | None, ...]:
+    """``"64"`` -> 64, ``"none"`` / ``"full"`` -> None (full attention), ``"32,32,64"`` -> per layer."""
+    try:
+        values = [_entry(p, "window", True) for p in text.split(",")]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"invalid window {text!r}: give an int (64), 'none' or 'full' for full attention, "
+            f"or one entry per layer (32,32,64,64,128,128)") from None
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def dilation_arg(text: str) -> int | tuple[int, ...]:
+    """``"2"`` -> 2, ``"1,1,2,2"`` -> per layer."""
+    try:
+        values = [_entry(p, "dilation", False) for p in text.split(",")]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"invalid dilation {text!r}: give an int >= 1 or one per layer (1,1,2,2)") from None
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def positions_arg(text: str) -> tuple[int, ...]:
+    """``"0,5"`` -> (0, 5); ``""`` -> ()."""
+    try:
+        return tuple(_entry(p, "position", False) for p in text.split(",") if p.strip())
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"invalid positions {text!r}: give comma-separated ints, e.g. 0,5") from None
