@@ -34,7 +34,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .patterns import AttentionPattern, _is_int, as_layout, mask_mod
+from .checks import is_int
+from .patterns import AttentionPattern, as_layout, mask_mod
 from .placement import SequenceLayout
 from .pooling import pooled_reasons
 
@@ -72,7 +73,7 @@ class BlockTables:
 
 
 def _check_block(block_size) -> int:
-    if not _is_int(block_size) or block_size < 1:
+    if not is_int(block_size) or block_size < 1:
         raise ValueError(f"block_size must be an int >= 1 (FlexAttention uses {FLEX_BLOCK}), got {block_size!r}")
     return int(block_size)
 

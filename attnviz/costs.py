@@ -87,7 +87,8 @@ from functools import lru_cache
 import torch
 
 from .memory import MALLOC_ENV, peak_memory
-from .patterns import AttentionPattern, _is_int, allowed, mask_mod
+from .checks import is_int
+from .patterns import AttentionPattern, allowed, mask_mod
 from .patterns import as_layout as _as_layout
 from .placement import Segment, SequenceLayout
 
@@ -116,7 +117,7 @@ _plain_cached = lru_cache(maxsize=64)(_plain)
 def as_layout(layout: SequenceLayout | int) -> SequenceLayout:
     """:func:`attnviz.patterns.as_layout`, fast for plain lengths (cached up to 64k tokens, where
     a layout's ``token_index`` stays under ~2 MB)."""
-    if _is_int(layout) and layout >= 1:
+    if is_int(layout) and layout >= 1:
         return _plain_cached(int(layout)) if layout <= 1 << 16 else _plain(int(layout))
     return _as_layout(layout)
 
@@ -137,7 +138,7 @@ def _check_choice(kind: str, value, allowed_values: tuple[str, ...]) -> None:
 
 
 def _check_positive(name: str, value) -> None:
-    if not _is_int(value) or value < 1:
+    if not is_int(value) or value < 1:
         raise ValueError(f"{name} must be an int >= 1, got {value!r}")
 
 
@@ -664,7 +665,7 @@ def max_length_within(
     assumes memory grows with ``L`` (random blocks are redrawn per length, so ``sparse`` with them
     is only nearly monotone).
     """
-    if not _is_int(budget_bytes) or budget_bytes < 0:
+    if not is_int(budget_bytes) or budget_bytes < 0:
         raise ValueError(f"budget_bytes must be an int >= 0, got {budget_bytes!r}")
     _check_positive("limit", limit)
     pattern = AttentionPattern() if pattern is None else pattern
@@ -774,7 +775,7 @@ def cost_curves(
         _check_choice("implementation", impl, IMPLEMENTATIONS)
     if not isinstance(flops_per_second, (int, float)) or flops_per_second <= 0:
         raise ValueError(f"flops_per_second must be > 0, got {flops_per_second!r}")
-    if budget_bytes is not None and (not _is_int(budget_bytes) or budget_bytes < 0):
+    if budget_bytes is not None and (not is_int(budget_bytes) or budget_bytes < 0):
         raise ValueError(f"budget_bytes must be an int >= 0 or None, got {budget_bytes!r}")
     dtype = _dtype_name(dtype)
     lengths = curve_lengths(max_length, min_length=min_length, points=points)
@@ -918,7 +919,7 @@ def measure(
         raise ValueError(f"FlexAttention has no backward on CPU (torch {torch.__version__}); "
                          "use backend='dense' or 'sdpa', backward=False, or a CUDA device")
     layout = as_layout(layout)
-    if not _is_int(layer) or layer < 0:
+    if not is_int(layer) or layer < 0:
         raise ValueError(f"layer must be an int >= 0, got {layer!r}")
     pattern.window_at(layer)  # raises if the layer is outside a per-layer pattern
     layers = pattern.per_layer or layer + 1
@@ -1055,7 +1056,7 @@ def measure_isolated(runs: list[dict], *, timeout: float = 600) -> list[Measurem
         if pattern is not None and not isinstance(pattern, AttentionPattern):
             raise TypeError(f"pattern must be an AttentionPattern or None, got {type(pattern).__name__}")
         run["pattern"] = None if pattern is None else dataclasses.asdict(pattern)
-        if not _is_int(run.get("layout")):
+        if not is_int(run.get("layout")):
             raise TypeError(f"measure_isolated takes plain lengths as layout, got {run.get('layout')!r}")
         if "dtype" in run:
             run["dtype"] = _dtype_name(run["dtype"])

@@ -30,6 +30,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from .checks import is_int
 from .placement import SequenceLayout, plain_layout
 
 #: Reason codes returned by :func:`mask_reasons`, index = code.
@@ -41,10 +42,6 @@ REASONS = (
     "blocked: future token (causal)",
 )
 BLOCKED, WINDOW, GLOBAL, RANDOM, FUTURE = range(5)
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
 
 @dataclass(frozen=True)
@@ -80,7 +77,7 @@ class AttentionPattern:
             if isinstance(value, (np.ndarray, torch.Tensor)):
                 value = value.tolist()
             if isinstance(value, (list, tuple, range)):
-                object.__setattr__(self, name, tuple(int(v) if _is_int(v) else v for v in value))
+                object.__setattr__(self, name, tuple(int(v) if is_int(v) else v for v in value))
         if not isinstance(self.global_positions, tuple):
             raise TypeError(
                 f"global_positions must be a tuple of positions, got {self.global_positions!r}; "
@@ -97,7 +94,7 @@ class AttentionPattern:
         for w in windows:
             if w is None:
                 continue
-            if not _is_int(w):
+            if not is_int(w):
                 raise TypeError(f"window must be an int, a tuple of ints/None per layer, or None; got {w!r}")
             if w < 1:
                 raise ValueError(f"window must be positive, got {w}")
@@ -109,20 +106,20 @@ class AttentionPattern:
                 )
         dilations = self.dilation if isinstance(self.dilation, tuple) else (self.dilation,)
         for d in dilations:
-            if not _is_int(d) or d < 1:
+            if not is_int(d) or d < 1:
                 raise ValueError(f"dilation must be an int >= 1 (or a per-layer tuple of them), got {d!r}")
         for p in self.global_positions:
-            if not _is_int(p) or p < 0:
+            if not is_int(p) or p < 0:
                 raise ValueError(f"global position {p!r} is outside [0, L): positions are absolute and >= 0")
-        if not _is_int(self.random_blocks) or self.random_blocks < 0:
+        if not is_int(self.random_blocks) or self.random_blocks < 0:
             raise ValueError(f"random_blocks must be an int >= 0, got {self.random_blocks!r}")
-        if self.block_size is not None and (not _is_int(self.block_size) or self.block_size < 1):
+        if self.block_size is not None and (not is_int(self.block_size) or self.block_size < 1):
             raise ValueError(f"block_size must be an int >= 1, got {self.block_size!r}")
         if self.random_blocks and self.block_size is None:
             raise ValueError(
                 f"random_blocks={self.random_blocks} needs block_size (the BigBird block length), e.g. block_size=64"
             )
-        if not _is_int(self.seed):
+        if not is_int(self.seed):
             raise TypeError(f"seed must be an int, got {self.seed!r}")
         if self.seed < 0:  # numpy.random.default_rng([seed, layer]) needs non-negative entries
             raise ValueError(f"seed must be >= 0, got {self.seed}")
@@ -139,7 +136,7 @@ class AttentionPattern:
 
     def check_layers(self, num_layers: int) -> None:
         """Raise if per-layer tuples do not have exactly ``num_layers`` entries."""
-        if not _is_int(num_layers) or num_layers < 1:
+        if not is_int(num_layers) or num_layers < 1:
             raise ValueError(f"num_layers must be an int >= 1, got {num_layers!r}")
         n = self.per_layer
         if n is not None and n != num_layers:
@@ -150,7 +147,7 @@ class AttentionPattern:
 
     def _check_layer(self, layer: int) -> None:
         n = self.per_layer
-        if not _is_int(layer) or layer < 0 or (n is not None and layer >= n):
+        if not is_int(layer) or layer < 0 or (n is not None and layer >= n):
             raise ValueError(f"layer {layer!r} is outside the pattern's layers [0, {n if n is not None else 'any'})")
 
     def window_at(self, layer: int) -> int | None:
@@ -205,7 +202,7 @@ def as_layout(layout: SequenceLayout | int) -> SequenceLayout:
     """Accept a :class:`SequenceLayout` or a plain length ``L`` (no prompt, no special tokens)."""
     if isinstance(layout, SequenceLayout):
         return layout
-    if _is_int(layout):
+    if is_int(layout):
         if layout < 1:
             raise ValueError(f"sequence length must be >= 1, got {layout}")
         return plain_layout(int(layout), cls=False, sep=False)

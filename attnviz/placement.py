@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from .checks import check_int
 
 PLACEMENTS = ("start", "prefix", "infix", "suffix", "scattered")
 SEGMENT_NAMES = ("text", "premise", "hypothesis", "question", "context")
@@ -117,13 +118,6 @@ class SequenceLayout:
         return self
 
 
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-
-
 @dataclass(frozen=True)
 class PromptPlacement:
     """Where ``n_tokens`` soft-prompt vectors go: one of :data:`PLACEMENTS`.
@@ -146,17 +140,17 @@ class PromptPlacement:
     def __post_init__(self):
         if self.kind not in PLACEMENTS:
             raise ValueError(f"unknown placement {self.kind!r}; allowed: {', '.join(PLACEMENTS)}")
-        _check_int("n_tokens", self.n_tokens, 1)
+        check_int("n_tokens", self.n_tokens, 1)
         if self.kind == "infix":
             if self.at is None:
                 raise ValueError("infix placement needs at= (the text token the prompt goes before), e.g. at=64")
-            _check_int("at", self.at, 0)
+            check_int("at", self.at, 0)
         elif self.at is not None:
             raise ValueError(f"at={self.at} only applies to placement 'infix', not {self.kind!r}")
         if self.kind == "scattered":
             if self.every is None:
                 raise ValueError("scattered placement needs every= (text tokens between prompt tokens), e.g. every=16")
-            _check_int("every", self.every, 1)
+            check_int("every", self.every, 1)
         elif self.every is not None:
             raise ValueError(f"every={self.every} only applies to placement 'scattered', not {self.kind!r}")
 
@@ -180,10 +174,10 @@ class PromptPlacement:
                 (decoders such as GPT-2 or Mistral add neither: pass ``cls=False, sep=False``).
             max_positions: if given, raise when the layout does not fit the model's positions.
         """
-        _check_int("text_len", text_len, 0)
+        check_int("text_len", text_len, 0)
         lens = [text_len]
         if second_len is not None:
-            _check_int("second_len", second_len, 0)
+            check_int("second_len", second_len, 0)
             lens.append(second_len)
         if names is None:
             names = ("text",) if len(lens) == 1 else ("premise", "hypothesis")
@@ -255,7 +249,7 @@ class PromptPlacement:
 
 def plain_layout(text_len: int, *, cls: bool = True, sep: bool = True) -> SequenceLayout:
     """Layout of a text with no prompt: ``[CLS] t0 .. [SEP]`` (or just the text for decoders)."""
-    _check_int("text_len", text_len, 0)
+    check_int("text_len", text_len, 0)
     segs, names = [], []
     if cls:
         names.append("cls")

@@ -22,7 +22,7 @@ import torch
 
 from .patterns import BLOCKED, FUTURE, GLOBAL, RANDOM, REASONS, WINDOW, AttentionPattern, as_layout, layer_rule
 from .placement import SequenceLayout
-from .spread import Spread, _one_thread
+from .spread import Spread, one_thread
 
 __all__ = ["block_edges", "PooledMask", "pool_counts", "pooled_reasons", "PooledSpread", "pool_spread"]
 
@@ -131,7 +131,7 @@ def pooled_reasons(pattern: AttentionPattern, layout: SequenceLayout | int, laye
     """
     if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
         raise ValueError(f"chunk must be an int >= 1 or None, got {chunk!r}")
-    with _one_thread():
+    with one_thread():
         return _pooled_reasons(pattern, as_layout(layout), layer, edges, block, chunk)
 
 

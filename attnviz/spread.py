@@ -154,7 +154,7 @@ def _window_hits(reached: np.ndarray, window: int | None, dilation: int, causal:
 
 
 @contextlib.contextmanager
-def _one_thread():
+def one_thread():
     """Run small tensor ops on one thread: the per-layer work of the structural views is too small
     to share, and on a busy 2-core laptop OpenMP threads waiting on each other made it 10-30x slower."""
     n = torch.get_num_threads()
@@ -182,7 +182,7 @@ def spread_pattern(pattern, layout, num_layers: int, sources=None) -> Spread:
 
     layout = as_layout(layout)
     pattern.check_layers(num_layers)
-    with _one_thread():
+    with one_thread():
         return _spread_pattern(pattern, layout, num_layers, sources)
 
 

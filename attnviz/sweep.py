@@ -53,6 +53,7 @@ from .files import atomic_write, atomic_write_json
 from .patterns import AttentionPattern, describe
 from .placement import PromptPlacement
 from .spread import spread_pattern
+from .checks import check_int
 
 #: Data variants: the documents as they are, or behind filler tokens (:func:`attnviz.tasks.evidence_far`).
 VARIANTS = ("plain", "far")
@@ -66,13 +67,6 @@ RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 HTML = "sweep.html"
 FORMAT = 1
-
-
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -177,9 +171,9 @@ class SweepConfig:
         for name, minimum in (("n_tokens", 1), ("max_length", 4), ("filler_tokens", 0), ("steps", 1),
                               ("batch_size", 1), ("train_size", 1), ("test_size", 1), ("seed", 0),
                               ("influence_examples", 0)):
-            _check_int(name, getattr(self, name), minimum)
+            check_int(name, getattr(self, name), minimum)
         if self.every is not None:
-            _check_int("every", self.every, 1)
+            check_int("every", self.every, 1)
         if self.variant == "far" and self.max_length < self.filler_tokens + 3:
             raise ValueError(f"max_length {self.max_length} leaves no room for the document after [CLS] and "
                              f"{self.filler_tokens} filler tokens; use max_length >= {self.filler_tokens + 3}, "

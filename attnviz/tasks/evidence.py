@@ -41,16 +41,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
+from ..checks import check_int, is_int
 
 #: Keys of a tokenized batch that are per-token (batch, length) and get the filler too.
 TOKEN_KEYS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
 def filler_ids(tokenizer, filler: str | int = "the", n: int = 256, seed: int = 0) -> list[int]:
@@ -65,8 +59,8 @@ def filler_ids(tokenizer, filler: str | int = "the", n: int = 256, seed: int = 0
     Raises:
         ValueError: a word that is not exactly one token, or an id outside the vocabulary or special.
     """
-    _check_int("filler_tokens", n, 0)
-    _check_int("seed", seed, 0)
+    check_int("filler_tokens", n, 0)
+    check_int("seed", seed, 0)
     special = set(tokenizer.all_special_ids)
     if isinstance(filler, str) and filler == "random":
         vocab = tokenizer.get_vocab()
@@ -81,7 +75,7 @@ def filler_ids(tokenizer, filler: str | int = "the", n: int = 256, seed: int = 0
                              f"({tokenizer.convert_ids_to_tokens(ids)}); give a word that is one token "
                              f"(e.g. 'the'), a token id, or 'random'")
         fid = ids[0]
-    elif isinstance(filler, (int, np.integer)) and not isinstance(filler, bool):
+    elif is_int(filler):
         fid = int(filler)
         if not 0 <= fid < len(tokenizer):
             raise ValueError(f"filler id {fid} is outside the vocabulary (0 .. {len(tokenizer) - 1})")
@@ -144,10 +138,10 @@ def insert_filler(batch: Mapping[str, torch.Tensor], filler: Sequence[int] | tor
     if not isinstance(ids, torch.Tensor) or ids.dim() != 2:
         raise TypeError(f"input_ids must be a (batch, length) tensor, got {type(ids).__name__} "
                         f"{tuple(getattr(ids, 'shape', ()))}")
-    _check_int("after", after, 0)
-    _check_int("pad_id", pad_id, 0)
+    check_int("after", after, 0)
+    check_int("pad_id", pad_id, 0)
     if max_length is not None:
-        _check_int("max_length", max_length, 1)
+        check_int("max_length", max_length, 1)
     fill = [int(i) for i in (filler.tolist() if isinstance(filler, torch.Tensor) else filler)]
     B, T = ids.shape
     others = [k for k, v in batch.items() if k not in TOKEN_KEYS and isinstance(v, torch.Tensor)
@@ -215,9 +209,9 @@ def evidence_far(dataset, filler_tokens: int = 256, filler: str | int = "the", s
         ``attention_mask``, all ones, if the input had one), the other columns (``label`` …) kept and
         the text column dropped: what :func:`attnviz.prompts.train_soft_prompt`'s collate pads.
     """
-    _check_int("filler_tokens", filler_tokens, 0)
+    check_int("filler_tokens", filler_tokens, 0)
     if max_length is not None:
-        _check_int("max_length", max_length, 1)
+        check_int("max_length", max_length, 1)
     tokenizer = tokenizer if tokenizer is not None else _default_tokenizer()
     fill = filler_ids(tokenizer, filler, filler_tokens, seed)
     cols = dataset.column_names

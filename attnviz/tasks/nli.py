@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from ..checks import check_int
 from .sources import BIGBENCH, BIGBENCH_TASKS, assign_test_groups, atomic_write, atomic_write_json, cache_dir, data_dir, \
     fetch_sdist, read_manifest_file, read_members, sha256_file, verify_listed_file
 
@@ -341,13 +342,6 @@ def nli_features(title: bool = False):
     return Features(cols)
 
 
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int or None, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-
-
 def load_nli(split: str = "train", source: str = "vitaminc", limit: int | None = None,
              balanced: bool = False, seed: int = 0, *, with_title: bool = False):
     """Premise / hypothesis / label pairs as a ``datasets.Dataset``.
@@ -377,8 +371,8 @@ def load_nli(split: str = "train", source: str = "vitaminc", limit: int | None =
         raise ValueError(f"unknown NLI source {source!r}; allowed: {', '.join(SOURCES)} "
                          f"(offline: {', '.join(OFFLINE_SOURCES)})")
     if limit is not None:
-        _check_int("limit", limit, 3 if balanced else 1)
-    _check_int("seed", seed, 0)
+        check_int("limit", limit, 3 if balanced else 1, none_ok=True)
+    check_int("seed", seed, 0)
     import datasets
 
     if with_title and source != "vitaminc":

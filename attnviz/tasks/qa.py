@@ -57,6 +57,7 @@ from typing import Iterable, Sequence
 
 import torch
 
+from ..checks import check_int
 from .sources import BIGBENCH, BIGBENCH_TASKS, atomic_write, atomic_write_json, cache_dir, data_dir, fetch_sdist, \
     read_manifest_file, read_members, sha256_file, verify_listed_file
 
@@ -286,13 +287,6 @@ def qa_features_schema():
                      "domain": Value("string")})
 
 
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-
-
 def load_qa(split: str = "train", source: str = "bigbench", limit: int | None = None, seed: int = 0, *,
             domains: Sequence[str] | None = None):
     """Questions, contexts and answers as a ``datasets.Dataset``.
@@ -319,8 +313,8 @@ def load_qa(split: str = "train", source: str = "bigbench", limit: int | None = 
     if source not in SOURCES:
         raise ValueError(f"unknown QA source {source!r}; allowed: {', '.join(SOURCES)}")
     if limit is not None:
-        _check_int("limit", limit, 1)
-    _check_int("seed", seed, 0)
+        check_int("limit", limit, 1)
+    check_int("seed", seed, 0)
     import datasets
 
     if source == "hub":
@@ -416,10 +410,10 @@ def qa_features(dataset, tokenizer, *, max_length: int = 256, min_context: int |
     """
     if not getattr(tokenizer, "is_fast", False):
         raise TypeError(f"qa_features needs a fast tokenizer (character offsets), got {type(tokenizer).__name__}")
-    _check_int("max_length", max_length, 4)
+    check_int("max_length", max_length, 4)
     if min_context is None:
         min_context = max_length // 2
-    _check_int("min_context", min_context, 1)
+    check_int("min_context", min_context, 1)
     if min_context > max_length - 3:
         raise ValueError(f"min_context ({min_context}) must leave room for [CLS], [SEP], [SEP] in max_length "
                          f"({max_length}); at most {max_length - 3}")

@@ -25,7 +25,7 @@ from ..plots import mask_figure, save_html, spread_figure
 from ..plots._style import FigureParts, step_slider
 from ..plots.masks import mask_parts
 from ..plots.spread import spread_parts
-from ..spread import Spread, _one_thread, spread_pattern
+from ..spread import Spread, one_thread as _one_thread, spread_pattern
 from ._base import control_row, Explorer, LiveFigure, apply_parts, parse_ints
 
 #: Longest sequence the explorer draws (positions, prompt and special tokens included).
