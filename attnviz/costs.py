@@ -87,6 +87,7 @@ from functools import lru_cache
 import torch
 
 from .memory import MALLOC_ENV, peak_memory
+from .blockmask import FLEX_BLOCK
 from .checks import is_int
 from .patterns import AttentionPattern, allowed, mask_mod
 from .patterns import as_layout as _as_layout
@@ -96,10 +97,9 @@ from .placement import Segment, SequenceLayout
 DTYPES = {"float32": 4, "float16": 2, "bfloat16": 2}
 #: Implementations the analytic model knows (see the module docstring).
 IMPLEMENTATIONS = ("dense", "sparse", "sdpa", "flex", "longformer")
-#: Backends :func:`measure` can run (each is costed as the implementation of the same name).
-BACKENDS = ("dense", "sdpa", "flex", "longformer")
-#: FlexAttention's default ``BLOCK_SIZE`` for ``create_block_mask``.
-FLEX_BLOCK = 128
+#: What :func:`measure` can run (each is costed as the implementation of the same name); not
+#: :data:`attnviz.models.interface.BACKENDS`, the backends of ``with_pattern``.
+MEASURABLE = ("dense", "sdpa", "flex", "longformer")
 
 _FUSED = ("sdpa", "flex")
 
@@ -803,7 +803,7 @@ class Measurement:
     """One backend's attention op, measured against its analytic model.
 
     Attributes:
-        backend: one of :data:`BACKENDS` (costed as the implementation of the same name).
+        backend: one of :data:`MEASURABLE` (costed as the implementation of the same name).
         device, dtype, length, batch, num_heads, head_dim, backward, layer: the configuration run.
         seconds: median wall time of one op (forward, or forward + backward), over ``times``.
         times: every timed run, seconds.
@@ -892,7 +892,7 @@ def measure(
     """Run one layer's attention op for real and compare it with :func:`attention_cost`.
 
     Random ``q, k, v`` ``(batch, num_heads, L, head_dim)`` go through ``backend`` (one of
-    :data:`BACKENDS`) with the layer's mask; one warm-up run (thread pools, autograd, compilation),
+    :data:`MEASURABLE`) with the layer's mask; one warm-up run (thread pools, autograd, compilation),
     then ``repeats`` runs, each timed and wrapped in :func:`attnviz.memory.peak_memory`.
 
     What is inside the measured op: for ``dense`` and ``sdpa``, building the additive float mask
@@ -909,7 +909,7 @@ def measure(
     C++ compiler, ~20 s the first time) and has no backward on CPU.
     """
     pattern = AttentionPattern() if pattern is None else pattern
-    _check_choice("backend", backend, BACKENDS)
+    _check_choice("backend", backend, MEASURABLE)
     dtype_name = _dtype_name(dtype)
     _check_positive("repeats", repeats)
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -131,7 +131,9 @@ class AttentionPattern:
         """Number of layers the pattern is written for (tuple lengths), or None if uniform."""
         lengths = {len(v) for v in (self.window, self.dilation) if isinstance(v, tuple)}
         if len(lengths) > 1:
-            raise ValueError(f"window and dilation tuples have different lengths {sorted(lengths)}")
+            raise ValueError(f"window and dilation tuples have different lengths {sorted(lengths)} "
+                             f"(window={self.window!r}, dilation={self.dilation!r}); give one entry per layer in "
+                             f"both, or a single int for the one that is the same in every layer")
         return lengths.pop() if lengths else None
 
     def check_layers(self, num_layers: int) -> None:

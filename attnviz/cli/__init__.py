@@ -123,7 +123,7 @@ def _run_report(args) -> int:
 
     model = tokenizer = None
     if args.model is not None and not args.no_influence:
-        from ..models import load_model
+        from .args import load_model_arg as load_model
 
         model, tokenizer, _ = load_model(args.model)
     path = write_report(args.run_dir, args.out, model=model, tokenizer=tokenizer, text=args.text or DEFAULT_TEXT,

@@ -26,6 +26,19 @@ def int_at_least(minimum: int):
     return parse
 
 
+def float_at_least(minimum: float):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = None
+        if value is None or not value >= minimum:
+            raise argparse.ArgumentTypeError(f"must be a number >= {minimum:g}, got {text!r}")
+        return value
+    parse.__name__ = f"number >= {minimum:g}"
+    return parse
+
+
 def _entry(text: str, what: str, allow_none: bool) -> int | None:
     t = text.strip().lower()
     if allow_none and t in ("none", "full"):
@@ -62,3 +75,16 @@ def positions_arg(text: str) -> tuple[int, ...]:
         return tuple(_entry(p, "position", False) for p in text.split(",") if p.strip())
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"invalid positions {text!r}: give comma-separated ints, e.g. 0,5") from None
+
+
+def load_model_arg(name: str):
+    """:func:`attnviz.models.load_model` for ``--model NAME``: a missing folder or an unreachable
+    hub id is bad input (exit 2), and the message says what to type on the command line."""
+    from ..models import load_model
+
+    try:
+        return load_model(name)
+    except OSError as exc:
+        reason = str(exc).split(" Offline?")[0].split("; give an existing folder")[0]
+        raise ValueError(f"--model {name}: {reason}; use --model default (the embedded all-MiniLM-L6-v2, offline), "
+                         f"a local folder saved with save_pretrained, or a hub id while online") from None

@@ -31,7 +31,7 @@ DEFAULTS = {
 def add_train_commands(subparsers) -> None:
     """Add ``train`` and ``evaluate`` to an ``argparse`` subparsers object. Each sets ``run`` (the
     function to call with the parsed args, returning an exit code) and ``parser``."""
-    from .args import dilation_arg, int_at_least, positions_arg, window_arg
+    from .args import dilation_arg, float_at_least, int_at_least, positions_arg, window_arg
     from ..models.interface import BACKENDS
     from ..placement import PLACEMENTS
     from ..prompts.heads import POOLINGS
@@ -103,7 +103,8 @@ def add_train_commands(subparsers) -> None:
     o.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help="default adamw")
     o.add_argument("--schedule", choices=SCHEDULES, default=None, help="after warm-up: linear decay or constant")
     o.add_argument("--warmup", type=fraction, default=None, help="warm-up fraction of the steps (default 0.1)")
-    o.add_argument("--max-grad-norm", type=float, default=None, help="gradient clipping (default 1.0, 0 = off)")
+    o.add_argument("--max-grad-norm", type=float_at_least(0), default=None,
+                   help="gradient clipping (default 1.0, 0 = off)")
     o.add_argument("--eval-every", type=int_at_least(0), default=None, help="evaluate every N steps (default 50)")
     o.add_argument("--checkpoint-every", type=int_at_least(0), default=None, help="checkpoint every N steps (default 50)")
     o.add_argument("--seed", type=int_at_least(0), default=None, help="seed (default 0)")
@@ -199,7 +200,7 @@ def build_model(s: dict, loaded, num_labels: int, label_names=None, *, init: boo
 
 # ---- commands -----------------------------------------------------------------------------------
 def run_train(args) -> int:
-    from ..models import load_model
+    from .args import load_model_arg as load_model
     from ..prompts.checkpoints import write_json_atomic
     from ..prompts.training import TrainConfig, train_soft_prompt
 
@@ -246,8 +247,8 @@ def run_train(args) -> int:
 
 
 def run_evaluate(args) -> int:
-    from ..models import load_model
-    from ..prompts.checkpoints import latest_checkpoint, write_json_atomic
+    from .args import load_model_arg as load_model
+    from ..prompts.checkpoints import damaged_checkpoints, latest_checkpoint, write_json_atomic
     from ..prompts.training import evaluate, load_into
 
     config_path = args.run_dir / "config.json"
@@ -259,6 +260,11 @@ def run_evaluate(args) -> int:
         s["eval_limit"] = args.eval_limit
     checkpoint = args.checkpoint or latest_checkpoint(args.run_dir)
     if checkpoint is None:
+        damaged = damaged_checkpoints(args.run_dir)
+        if damaged:
+            why = "; ".join(f"{path.name}: {reason}" for path, reason in damaged)
+            raise ValueError(f"{args.run_dir} has {len(damaged)} checkpoint(s) and every one is damaged ({why}); "
+                             f"pass --checkpoint PATH of a good copy, or train again into a new --out folder")
         raise ValueError(f"{args.run_dir} has no checkpoint yet")
     loaded = load_model(s["model"])
     task = _load_task(s, loaded.tokenizer, args.task)

@@ -7,6 +7,8 @@ seeded: the same call gives the same model.
 
 from __future__ import annotations
 
+import difflib
+
 import torch
 import transformers as tf
 
@@ -43,7 +45,9 @@ def tiny_config(family: str, **overrides):
         raise ValueError(f"unknown tiny model family {family!r}; allowed: {', '.join(FAMILIES)}")
     for key, value in overrides.items():
         if not hasattr(cfg, key):
-            raise ValueError(f"{type(cfg).__name__} has no setting {key!r}")
+            close = difflib.get_close_matches(key, [k for k in cfg.to_dict() if not k.startswith("_")], n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else "; see the config's to_dict() for its settings"
+            raise ValueError(f"{type(cfg).__name__} has no setting {key!r} (got {key}={value!r}){hint}")
         setattr(cfg, key, value)
     cfg._attn_implementation = "eager"
     return cfg

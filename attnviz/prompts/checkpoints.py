@@ -32,6 +32,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..files import atomic_write
+
 FORMAT = "attnviz-prompt-checkpoint"
 VERSION = 1
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
@@ -64,15 +66,9 @@ def _fsync_dir(path: Path) -> None:
 
 
 def write_json_atomic(path: Path, data: dict) -> Path:
-    """Write ``data`` as JSON to ``path`` via a temporary file and a rename."""
-    path = Path(path)
-    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    """Write ``data`` as JSON to ``path`` with :func:`attnviz.files.atomic_write` (a temporary file
+    and a rename; the temporary file is removed on any error)."""
+    return atomic_write(path, json.dumps(data, indent=1, sort_keys=True).encode())
 
 
 def step_dir(run_dir: Path, step: int) -> Path:
@@ -163,6 +159,17 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
             continue
         return path
     return None
+
+
+def damaged_checkpoints(run_dir: Path) -> list[tuple[Path, str]]:
+    """``(path, reason)`` for every checkpoint of the run that does not load cleanly, oldest first."""
+    out = []
+    for path in list_checkpoints(run_dir):
+        try:
+            load_checkpoint(path)
+        except CheckpointError as exc:
+            out.append((path, str(exc)))
+    return out
 
 
 def prune_checkpoints(run_dir: Path, keep: int) -> None:

@@ -71,6 +71,16 @@ def frequent_token_ids(tokenizer, top_k: int = VOCAB_TOP_K) -> list[int]:
     return out
 
 
+def _check_finite(name: str, t: torch.Tensor) -> None:
+    """Refuse NaN / inf: one such entry makes every output it reaches NaN, silently."""
+    bad = ~torch.isfinite(t.detach())
+    if bool(bad.any()):
+        rows = sorted({int(r) for r in bad.reshape(-1, t.shape[-1]).any(-1).nonzero().flatten()})
+        raise ValueError(f"{name} holds {int(bad.sum())} NaN / inf values (in rows {rows[:10]}"
+                         f"{' ...' if len(rows) > 10 else ''}); prompt vectors must be finite: re-initialise with "
+                         f"SoftPrompt.init(...) or load the last good checkpoint")
+
+
 class SoftPrompt(nn.Module):
     """``n_tokens`` trainable vectors and their placement.
 
@@ -91,7 +101,10 @@ class SoftPrompt(nn.Module):
         if weight.dim() != 2:
             raise ValueError(f"weight must be (n_tokens, hidden), got shape {tuple(weight.shape)}")
         if weight.shape[0] != placement.n_tokens:
-            raise ValueError(f"weight has {weight.shape[0]} rows but the placement has n_tokens={placement.n_tokens}")
+            raise ValueError(f"weight has {weight.shape[0]} rows but the placement has n_tokens={placement.n_tokens}; "
+                             f"give a ({placement.n_tokens}, hidden) tensor or PromptPlacement(..., "
+                             f"n_tokens={weight.shape[0]})")
+        _check_finite("weight", weight)
         self.weight = nn.Parameter(weight.detach().clone().float())
         self.placement = placement
         self.init_info = dict(init_info or {})
@@ -112,6 +125,8 @@ class SoftPrompt(nn.Module):
         shape = (num_layers, self.n_tokens, self.hidden_size)
         if values is not None and tuple(values.shape) != shape:
             raise ValueError(f"deep prompt values have shape {tuple(values.shape)}, expected {shape}")
+        if values is not None:
+            _check_finite("deep prompt values", values)
         if self.deep is not None:
             if tuple(self.deep.shape) != shape:
                 raise ValueError(f"this prompt is already deep over {self.deep.shape[0]} layers, not {num_layers}")

@@ -100,8 +100,11 @@ class TrainConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}; allowed: {', '.join(SCHEDULES)}")
         if not 0.0 <= self.warmup < 1.0:
             raise ValueError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
-        if self.max_grad_norm < 0 or self.weight_decay < 0:
-            raise ValueError("max_grad_norm and weight_decay must be >= 0")
+        if self.max_grad_norm < 0:
+            raise ValueError(f"max_grad_norm must be >= 0 (0 = no clipping), got {self.max_grad_norm}; "
+                             f"try 1.0 (the default) or 0 to turn clipping off")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}; try 0.0 or 0.01")
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"unknown mixed_precision {self.mixed_precision!r}; allowed: {', '.join(MIXED_PRECISION)}")
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import ipywidgets as widgets
 
-from ..costs import (DEFAULT_FLOPS_PER_SECOND, BACKENDS, DTYPES, CostCurves, Measurement, cost_curves,
+from ..costs import (DEFAULT_FLOPS_PER_SECOND, MEASURABLE as BACKENDS, DTYPES, CostCurves, Measurement, cost_curves,
                      measure_isolated)
 from ..patterns import AttentionPattern, describe
 from ..plots._style import FigureParts
