@@ -145,3 +145,30 @@ def test_native_models_and_other_backends_are_refused_clearly():
     with pytest.raises(ValueError, match="on_tile needs backend='tiled'.*got backend='dense'"):
         with with_pattern(_model("bert"), AttentionPattern(window=8), backend="dense", on_tile=print):
             pass
+
+
+def test_prompt_on_text_takes_the_tiled_path_for_long_inputs_with_the_same_numbers(tmp_path):
+    from attnviz.prompt_on_text import prompt_on_text
+
+    from _prompt_fixtures import tiny_tokenizer
+
+    model, tok = _model("bert"), tiny_tokenizer(tmp_path / "tok")
+    text = " ".join(["w1 w2 w3 w4 w5 w6 w7 w8 w9 w10"] * 20)
+    pattern = AttentionPattern(window=8, global_prompt=True, global_positions=(0,))
+    prompt = torch.randn(4, model.config.hidden_size, generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        short = prompt_on_text(model, tok, text, prompt, pattern, lambda n: PromptPlacement("infix", 4, at=n // 2),
+                               layers=(0, 1), max_side=64)
+        long = prompt_on_text(model, tok, text, prompt, pattern, lambda n: PromptPlacement("infix", 4, at=n // 2),
+                              layers=(0, 1), max_side=64, long_from=100)
+        with pytest.raises(ValueError, match="method 'rollout' needs the dense attention.*use method='ablation'"):
+            prompt_on_text(model, tok, text, prompt, pattern, PromptPlacement("prefix", 4), method="rollout",
+                           long_from=100)
+    assert short.backend == "dense" and long.backend == "tiled" and long.layout.length > 100
+    assert long.placement.at == 200 // 2 and long.layout == short.layout   # 200 text tokens + [CLS], [SEP]
+    assert long.maps.pooled and long.maps.kept == tuple(long.layout.prompt_positions)
+    assert (long.maps.values - short.maps.values).abs().max() <= 1e-6
+    assert (long.influence.values - short.influence.values).abs().max() <= 1e-5
+    # exact zeros where the prompt has not arrived, on the tiled path too
+    assert (long.influence.values[~long.influence.reached] == 0).all()

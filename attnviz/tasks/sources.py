@@ -27,7 +27,7 @@ import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from ..files import atomic_write, atomic_write_json, sha256_file  # noqa: F401  (re-exported)
 from . import package_index

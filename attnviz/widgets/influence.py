@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 import torch
 
 from ..patterns import AttentionPattern, describe
-from ..placement import PLACEMENTS, PromptPlacement, SequenceLayout, insert_prompt
+from ..placement import PLACEMENTS, PromptPlacement, SequenceLayout
 from ..plots import influence_figure, save_html
 from ..plots._style import FigureParts
 from ..plots.attention import attention_figure, attention_parts
@@ -182,19 +182,15 @@ def prompt_vectors(model, tokenizer, settings: InfluenceSettings) -> tuple[torch
 def influence_view(model, tokenizer, settings: InfluenceSettings, *, max_side: int = MAX_SIDE) -> InfluenceView:
     """Everything the influence explorer draws for ``settings`` on ``model`` (eval mode, frozen).
 
-    The text is tokenized (truncated to the model's positions), the prompt put in at the
-    placement's positions (:func:`attnviz.insert_prompt`), and the model run under the pattern
-    (``dense`` backend) once for :func:`attnviz.capture_attention` of ``settings.layer`` (pooled
-    to blocks above ``max_side`` positions, prompt kept exact) and as
-    :func:`attnviz.prompt_influence` asks (``settings.method``). Raises ``ValueError`` /
-    ``TypeError`` naming the bad setting (shown in the explorer's UI).
+    One call of :func:`attnviz.prompt_on_text.prompt_on_text`: the text tokenized (truncated to the
+    model's positions), the prompt put in at the placement's positions, the attention of
+    ``settings.layer`` (pooled to blocks above ``max_side`` positions, prompt kept exact; tiled,
+    O(L·w) memory, above 2,048 positions) and the influence ``settings.method`` measures. Raises
+    ``ValueError`` / ``TypeError`` naming the bad setting (shown in the explorer's UI).
     """
-    from ..capture import capture_attention
-    from ..influence import prompt_influence, resolve_special_tokens as _special_tokens
-    from ..models.anatomy import max_positions as _max_positions
-    from ..models.interface import with_pattern
     from ..models.native import is_causal, num_layers_of
     from ..plots.bertviz_view import token_labels
+    from ..prompt_on_text import prompt_on_text
 
     s = settings
     if s.method not in METHODS:
@@ -204,35 +200,15 @@ def influence_view(model, tokenizer, settings: InfluenceSettings, *, max_side: i
     n_layers = num_layers_of(model)
     if not 0 <= s.layer < n_layers:
         raise ValueError(f"layer {s.layer} is outside 0..{n_layers - 1}")
-    pattern = s.pattern(causal=is_causal(model))
-    pattern.check_layers(n_layers)
-    placement = s.placement_()
-    weight, source, _ = prompt_vectors(model, tokenizer, s)
-    max_pos = _max_positions(model.config)
-    enc = tokenizer(s.text, return_tensors="pt", truncation=max_pos is not None,
-                    max_length=None if max_pos is None else max_pos - placement.n_tokens)
-    inputs = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
-    cls, sep = _special_tokens(model, tokenizer, None)
-    T = inputs["input_ids"].shape[1]
-    if T - cls - sep < 1:
-        raise ValueError("the text gives no tokens; type a sentence or two")
-    placement = s.placement_(T - cls - sep)
-    layout = placement.layout(T - cls - sep, cls=cls, sep=sep)
-    pattern.global_mask(layout)  # global positions inside the sequence, with the reason if not
     heads = model.config.num_attention_heads
     if s.head is not None and not 0 <= s.head < heads:
         raise ValueError(f"head {s.head} is outside 0..{heads - 1} (or 'mean')")
-
-    with torch.no_grad():
-        words = model.get_input_embeddings()(inputs["input_ids"])
-        embeds = insert_prompt(words, weight.to(words), layout)
-        L = layout.length
-        pool = None if L <= max_side else -(-L // max_side)
-        with with_pattern(model, pattern, layout, backend="dense") as m:
-            maps = capture_attention(m, {"inputs_embeds": embeds, "attention_mask": torch.ones(1, L, dtype=torch.long)},
-                                     layers=[s.layer], pool=pool, keep=layout if pool else None)
-    influence = prompt_influence(model, weight, inputs, pattern, placement, method=s.method, per_token=False,
-                                 tokenizer=tokenizer)
+    pattern = s.pattern(causal=is_causal(model))
+    pattern.check_layers(n_layers)
+    weight, source, _ = prompt_vectors(model, tokenizer, s)
+    run = prompt_on_text(model, tokenizer, s.text, weight, pattern, s.placement_, layers=(s.layer,),
+                         method=s.method, max_side=max_side)
+    layout, inputs, maps, influence = run.layout, run.inputs, run.maps, run.influence
     tokens = token_labels(layout, tokenizer.convert_ids_to_tokens(inputs["input_ids"][0].tolist()))
     att = attention_parts(maps, layout, s.layer, s.head, tokens=tokens)
     inf = influence_figure(influence, example=0, log=s.log)
