@@ -58,7 +58,7 @@ def test_figure_data_equals_the_cost_functions():
 
 
 def test_controls_redraw_and_training_doubles_nothing_silently():
-    ex = CostExplorer(max_length=2048, budget_gib=0)
+    ex = CostExplorer(max_length=2048, budget_gib=0, window=256, implementation="sparse")
     before = list(_trace(ex.figures["cost"], "windowed, ideal band (sparse)").y)
     ex.set(backward=True)
     after = list(_trace(ex.figures["cost"], "windowed, ideal band (sparse)").y)
@@ -73,9 +73,10 @@ def test_controls_redraw_and_training_doubles_nothing_silently():
     c = cost_curves(AttentionPattern(window=256, global_positions=(0,), random_blocks=2, block_size=64), 1024, 12, 12,
                     64, backward=True)
     assert list(_trace(ex.figures["cost"], "windowed, ideal band (sparse)").y) == [b / GiB for b in c.peak_bytes["sparse"]]
-    # the length slider is logarithmic: 2^13.5 -> 11585
-    ex.controls["max_length"].value = 2**13.5
-    assert ex.result.curves.lengths[-1] == 11585
+    # the length slider is logarithmic, on powers of two: 2^13.4 -> 8192
+    assert ex.controls["max_length"].step == 1
+    ex.controls["max_length"].value = 2**13.4
+    assert ex.result.curves.lengths[-1] == 8192
 
 
 def test_bad_settings_are_shown_not_raised():
@@ -108,7 +109,7 @@ def test_measured_points_are_overlaid():
     tim = next(t for t in ex.figures["cost"].data if t.name == "measured: longformer" and t.xaxis == "x2")
     assert tim.y[0] == 0.5 * 3
     assert "1 measured points" in ex.status.value
-    ex.set(window=512)   # other settings: the old points no longer apply
+    ex.set(window=256)   # other settings: the old points no longer apply
     assert list(_trace(ex.figures["cost"], "measured: longformer").x) == []
 
 
@@ -127,3 +128,42 @@ def test_measure_button_runs_real_measurements():
     lf = _trace(ex.figures["cost"], "measured: longformer")
     assert list(lf.x) == [128, 256]
     assert not ex.button.disabled and "4 measured points" in ex.status.value
+
+
+def test_default_shows_what_windows_buy_and_the_summary_speaks_the_controls():
+    ex = CostExplorer()
+    s = ex.settings()
+    assert (s.window, s.implementation, s.n_global) == (512, "flex", 1)
+    c = ex.result.curves
+    # windowed is never above dense, in memory or time, at any length shown
+    assert all(w <= d for w, d in zip(c.peak_bytes["flex"], c.peak_bytes["dense"]))
+    assert all(w <= d * 1.0001 for w, d in zip(c.seconds["flex"], c.seconds["dense"]))
+    assert "window 512, 1 global token, run as flex" in ex.summary.value and "global 0" not in ex.summary.value
+    ex.set(n_global=3)
+    assert "3 global tokens" in ex.summary.value
+
+
+def test_limit_labels_never_overlap_and_axes_have_clean_ticks():
+    ex = CostExplorer(budget_gib=16, backward=True, implementation="longformer")
+    fig = ex.figures["cost"]
+    notes = [a for a in fig.layout.annotations if "fits" in a.text]
+    assert [a.text.split("</b>")[0] for a in notes] == ["<b>dense", "<b>longformer"]
+    ys = sorted(a.y for a in notes)
+    assert all(b - a >= 0.08 for a, b in zip(ys, ys[1:]))        # stacked lines, one per implementation
+    assert all(a.xref == "x domain" and a.font.size >= 14 for a in notes)
+    assert not any(t.mode and "text" in t.mode for t in fig.data)  # no text on markers to collide
+    x = list(fig.layout.xaxis.tickvals)
+    assert all(v & (v - 1) == 0 for v in x) and list(fig.layout.xaxis.ticktext)[-1] == "16k"
+    for ax in (fig.layout.yaxis, fig.layout.yaxis2):
+        import math
+        for v in ax.tickvals:
+            m = v / 10 ** math.floor(math.log10(v) + 1e-9)
+            assert round(m, 6) in (1, 2, 5)
+
+
+def test_measure_says_why_not():
+    from attnviz.widgets.costs import measure_plan
+    stages, why = measure_plan(CostSettings(implementation="sparse"))
+    assert [b for b, _ in stages] == ["dense"] and "idealised" in why
+    stages, why = measure_plan(CostSettings(implementation="sdpa"))
+    assert [b for b, _ in stages] == ["dense", "sdpa"] and why == ""

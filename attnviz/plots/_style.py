@@ -1,4 +1,10 @@
-"""Shared look of attnviz figures: segment colours, the segment strip, small text helpers."""
+"""Shared look of attnviz figures: one plotly template, segment colours, the segment strip, small
+text helpers.
+
+The template (:data:`TEMPLATE`, registered with plotly as ``"attnviz"``) is made for a projector and
+a ~900 px notebook: text at 14 px or more, titles larger, a colour-blind-safe categorical palette
+(Okabe & Ito), axes that grow their margins for long tick labels. Every figure function sets it.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +12,53 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io as pio
 
 from ..placement import SequenceLayout
 
-#: Colour of each segment name in the position strips along the axes.
+#: Okabe & Ito's colour-blind-safe palette (black left out): distinct for the common colour vision
+#: deficiencies, in this order the categorical colours of every figure.
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+
+#: Colour of each segment name in the position strips along the axes (prompt: vermillion, text:
+#: grey — they differ in hue and in lightness, so they stay apart without colour vision too).
 SEGMENT_COLORS = {
-    "cls": "#6a3d9a",
-    "prompt": "#d62728",
+    "cls": "#7b3294",
+    "prompt": "#D55E00",
     "text": "#c7c7c7",
     "premise": "#c7c7c7",
-    "hypothesis": "#9ecae1",
-    "question": "#fdd0a2",
+    "hypothesis": "#56B4E9",
+    "question": "#E69F00",
     "context": "#c7c7c7",
-    "sep": "#8c564b",
+    "sep": "#5b3a29",
 }
 SEGMENT_LABELS = {"cls": "[CLS]", "sep": "[SEP]"}
 OTHER_COLOR = "#999999"
-FONT = dict(family="Helvetica, Arial, sans-serif", size=13)
+#: Smallest text of any figure (ticks, legends, colour bars, hover), in px.
+MIN_TEXT_PX = 14
+FONT = dict(family="Helvetica, Arial, sans-serif", size=15)
+#: Widest figure that fits a notebook output at ~900 px (Lab's output area beside the prompt).
+NOTEBOOK_WIDTH = 860
+
+_TEXT = dict(size=MIN_TEXT_PX)
+_AXIS = dict(automargin=True, tickfont=_TEXT, title=dict(font=dict(size=15)), showline=True, linecolor="#888",
+             ticks="outside", gridcolor="#e8e8e8", zerolinecolor="#d0d0d0")
+#: The package's plotly template (also ``pio.templates["attnviz"]``).
+TEMPLATE = go.layout.Template(layout=dict(
+    font=FONT, colorway=list(OKABE_ITO), paper_bgcolor="white", plot_bgcolor="white",
+    title=dict(font=dict(size=18), x=0.5, xanchor="center"),
+    legend=dict(font=_TEXT, title=dict(font=_TEXT)), hoverlabel=dict(font=_TEXT),
+    xaxis=_AXIS, yaxis=_AXIS, annotationdefaults=dict(font=_TEXT),
+    coloraxis=dict(colorbar=dict(tickfont=_TEXT, title=dict(font=_TEXT))),
+))
+TEMPLATE.data.heatmap = [go.Heatmap(colorbar=dict(tickfont=_TEXT, title=dict(font=_TEXT)))]
+pio.templates["attnviz"] = TEMPLATE
+
+
+def themed(fig: go.Figure, **layout) -> go.Figure:
+    """Put the package template on ``fig`` (and any ``layout`` properties); returns ``fig``."""
+    fig.update_layout(template=TEMPLATE, **layout)
+    return fig
 
 
 @dataclass

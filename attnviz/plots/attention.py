@@ -14,7 +14,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from ..placement import SequenceLayout
-from ._style import FONT, SEGMENT_COLORS, FigureParts, positions_text, segment_legend, segment_strip
+from ._style import FONT, TEMPLATE, SEGMENT_COLORS, FigureParts, positions_text, segment_legend, segment_strip
 
 PROMPT_LINE = dict(color=SEGMENT_COLORS["prompt"], width=1.5)
 
@@ -95,7 +95,7 @@ def attention_parts(maps, layout: SequenceLayout | None = None, layer: int | Non
         who = "mean of heads" if head is None else f"head {head}"
         res = "" if exact else f" · pooled to {U} blocks (prompt kept exact)"
         where = f" · prompt at {positions_text(layout.prompt_positions)}" if layout is not None and layout.n_prompt else ""
-        title = f"Attention in layer {layer}, {who}<br><sup>L={L}{where}{res} · rows: queries, columns: keys</sup>"
+        title = f"Attention in layer {layer}, {who}<br><span style='font-size:15px'>L={L}{where}{res} · rows: queries, columns: keys</span>"
     return FigureParts(traces=traces, layout={"title": {"text": title}, "xaxis4": {"range": [-0.5, L - 0.5]},
                                               "yaxis4": {"range": [L - 0.5, -0.5]}, "shapes": shapes})
 
@@ -123,7 +123,7 @@ def attention_figure(maps, layout: SequenceLayout | None = None, layer: int | No
     fig = make_subplots(rows=2, cols=2, shared_xaxes=True, shared_yaxes=True, column_widths=[0.035, 0.965],
                         row_heights=[0.035, 0.965], horizontal_spacing=0.01, vertical_spacing=0.01)
     fig.add_traces(parts.traces)
-    fig.update_layout(title=dict(text=parts.layout["title"]["text"], x=0.5, xanchor="center"), font=FONT,
+    fig.update_layout(title=dict(text=parts.layout["title"]["text"], x=0.5, xanchor="center"), font=FONT, template=TEMPLATE,
                       plot_bgcolor="white", width=size + 160, height=size + 150, margin=dict(l=60, r=30, t=90, b=90),
                       shapes=parts.layout["shapes"],
                       legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.08, yanchor="top"))

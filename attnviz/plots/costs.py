@@ -8,15 +8,18 @@ marker where each implementation stops fitting it, and, when given, measured poi
 
 from __future__ import annotations
 
+import math
+
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..costs import CostCurves, Measurement
-from ._style import FONT, FigureParts
+
+from ._style import FONT, NOTEBOOK_WIDTH, TEMPLATE, FigureParts
 
 GiB = 2**30
-#: Line colour of each implementation.
-COLORS = {"dense": "#d62728", "sparse": "#1f77b4", "longformer": "#2ca02c", "flex": "#9467bd", "sdpa": "#ff7f0e"}
+#: Line colour of each implementation (colour-blind safe: Okabe & Ito).
+COLORS = {"dense": "#D55E00", "sparse": "#0072B2", "longformer": "#009E73", "flex": "#CC79A7", "sdpa": "#E69F00"}
 LABELS = {"dense": "dense (full attention)", "sparse": "windowed, ideal band (sparse)",
           "longformer": "windowed, Longformer kernel", "flex": "windowed, FlexAttention",
           "sdpa": "windowed mask, sdpa kernel"}
@@ -33,8 +36,34 @@ def _fmt_bytes(b: float) -> str:
     return f"{b:.0f} B"
 
 
+def power_of_two_ticks(lo: float, hi: float) -> dict:
+    """Axis ticks at the powers of two in ``[lo, hi]``, labelled ``128 256 512 1k 2k … 32k`` (every
+    second one when there are more than 9): the length axis of the cost view."""
+    a, b = math.floor(math.log2(lo)), math.ceil(math.log2(hi))
+    vals = [2**k for k in range(a, b + 1) if lo <= 2**k <= hi] or [lo, hi]
+    if len(vals) > 9:
+        vals = vals[::-1][::2][::-1]               # every second one, the longest kept
+    return {"tickvals": vals, "ticktext": [f"{v // 1024}k" if v >= 1024 else f"{v:g}" for v in vals]}
+
+
+def decade_ticks(lo: float, hi: float) -> dict:
+    """Log-axis ticks without minor labels: 1-2-5 steps when ``[lo, hi]`` spans at most two
+    decades, else the powers of ten (every second one above eight decades)."""
+    lo, hi = max(lo, 1e-12), max(hi, lo * 1.0001)
+    a, b = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    steps = (1, 2, 5) if b - a <= 2 else (1,)
+    vals = [m * 10**k for k in range(a, b + 1) for m in steps if lo / 1.05 <= m * 10**k <= hi * 1.05]
+    if len(vals) > 9:
+        vals = vals[::2]
+    if len(vals) < 2:
+        vals = [lo, hi]
+    return {"tickvals": vals, "ticktext": [f"{v:.3g}" if v < 1e4 else f"{v:.0e}" for v in vals]}
+
+
 def cost_parts(curves: CostCurves, measured: tuple[Measurement, ...] = ()) -> FigureParts:
-    """The data of :func:`cost_figure`: traces ``[memory line per implementation, time line per
+    """The data of :func:`cost_figure`: the panel titles and, per implementation, where it stops
+    fitting the budget as annotations (stacked, so they never overlap); log axes ticked at powers of
+    two (L) and 1-2-5 / powers of ten (GiB, seconds), no minor labels; traces ``[memory line per implementation, time line per
     implementation, budget line, budget limits, measured memory per implementation, measured time per
     implementation]`` (a fixed order for a given set of implementations) and the title.
 
@@ -63,14 +92,26 @@ def cost_parts(curves: CostCurves, measured: tuple[Measurement, ...] = ()) -> Fi
         mode="lines", name=f"budget {_fmt_bytes(budget)}" if budget is not None else "budget",
         line=dict(color="#444", dash="dash", width=1.5), hoverinfo="skip", xaxis="x", yaxis="y",
         showlegend=budget is not None))
-    # where each implementation stops fitting the budget (inside the plotted range)
+    # where each implementation stops fitting the budget (inside the plotted range): a cross on the
+    # budget line, and the numbers stacked in the memory panel's top-left corner (never overlapping)
     lim = [(impl, L) for impl, L in curves.limits.items() if x[0] <= L < x[-1]]
     traces.append(go.Scatter(
         x=[L for _, L in lim], y=[budget / GiB for _ in lim] if budget is not None else [],
-        mode="markers+text", text=[f"{impl} fits up to L={L:,}" for impl, L in lim],
-        textposition="top left", textfont=dict(size=12),
-        marker=dict(symbol="x", size=13, color=[COLORS.get(i) for i, _ in lim], line=dict(width=2)),
+        mode="markers", text=[f"{impl} fits {_fmt_bytes(budget)} up to L={L:,}" for impl, L in lim],
+        marker=dict(symbol="x", size=14, color=[COLORS.get(i) for i, _ in lim], line=dict(width=2)),
         name="stops fitting", showlegend=False, hovertemplate="%{text}<extra></extra>", xaxis="x", yaxis="y"))
+    notes = [dict(text=t, xref=f"{ax} domain", yref="paper", x=0.5, y=1.0, yshift=4, xanchor="center",
+                  yanchor="bottom", showarrow=False, font=dict(size=15))
+             for ax, t in (("x", "peak attention memory"), ("x2", "time (FLOPs / throughput)"))]
+    if budget is not None:
+        for i, impl in enumerate(impls):
+            L = curves.limits.get(impl)
+            if L is None:
+                continue
+            what = f"fits up to L={L:,}" if L < x[-1] else f"fits all L ≤ {x[-1]:,}"
+            notes.append(dict(text=f"<b>{impl}</b> {what}", xref="x domain", yref="y domain", x=0.02,
+                              y=0.98 - 0.09 * (len(notes) - 2), xanchor="left", yanchor="top", showarrow=False,
+                              font=dict(color=COLORS.get(impl), size=14), bgcolor="rgba(255,255,255,0.85)"))
     for panel in ("memory", "time"):
         for impl in impls:
             ms = [m for m in measured if m.backend == impl]
@@ -89,23 +130,34 @@ def cost_parts(curves: CostCurves, measured: tuple[Measurement, ...] = ()) -> Fi
                 hovertemplate="L=%{x}: %{text}<extra></extra>",
                 xaxis="x" if panel == "memory" else "x2", yaxis="y" if panel == "memory" else "y2"))
     mode = "forward + backward" if curves.backward else "forward"
-    title = (f"Attention cost vs length · {curves.num_layers} layers × {curves.num_heads} heads × "
-             f"{curves.head_dim}, batch {curves.batch}, {curves.dtype}, {mode}")
+    title = (f"Attention cost vs length<br><span style='font-size:15px'>{curves.num_layers} layers × "
+             f"{curves.num_heads} heads × {curves.head_dim}, batch {curves.batch}, {curves.dtype}, {mode}</span>")
     seconds = f"seconds at {curves.flops_per_second / 1e9:.3g} GFLOP/s"
-    return FigureParts(traces=traces, layout={"title": {"text": title}, "yaxis2": {"title": {"text": seconds}}})
+    mem = [b / GiB for impl in impls for b in curves.peak_bytes[impl] if b > 0]
+    mem += [budget / GiB] if budget is not None else []
+    mem += [m.peak_bytes / GiB for m in measured if m.peak_bytes]
+    sec = [v for impl in impls for v in curves.seconds[impl] if v > 0] + [m.seconds * curves.num_layers
+                                                                         for m in measured if m.seconds > 0]
+    xt = power_of_two_ticks(x[0], x[-1])
+    return FigureParts(traces=traces, layout={
+        "title": {"text": title}, "annotations": notes,
+        "xaxis": xt, "xaxis2": xt,
+        "yaxis": decade_ticks(min(mem), max(mem)),
+        "yaxis2": {"title": {"text": seconds}, **decade_ticks(min(sec), max(sec))}})
 
 
-def cost_figure(curves: CostCurves, measured: tuple[Measurement, ...] = (), *, width: int = 980,
-                height: int = 460) -> go.Figure:
+def cost_figure(curves: CostCurves, measured: tuple[Measurement, ...] = (), *, width: int = NOTEBOOK_WIDTH,
+                height: int = 500) -> go.Figure:
     """Memory (left) and time (right) of attention vs length, log-log, for each implementation in
     ``curves``, with the budget, where each stops fitting, and ``measured`` points overlaid."""
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
-                        subplot_titles=("peak attention memory", "time (FLOPs / throughput)"))
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.14)
     parts = cost_parts(curves, measured)
     fig.add_traces(parts.traces)
-    fig.update_xaxes(type="log", title_text="sequence length L")
+    fig.update_xaxes(type="log", title_text="sequence length L", minor=dict(showgrid=False))
     fig.update_yaxes(type="log", title_text="GiB", row=1, col=1)
     fig.update_yaxes(type="log", row=1, col=2)
-    fig.update_layout(parts.layout, width=width, height=height, font=FONT, template="plotly_white",
-                      legend=dict(orientation="h", y=-0.2), margin=dict(t=80, b=110, l=60, r=20))
+    fig.update_layout(width=width, height=height, font=FONT, template=TEMPLATE,
+                      legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.22, yanchor="top"),
+                      margin=dict(t=120, b=150, l=70, r=20))
+    fig.update_layout(parts.layout)
     return fig

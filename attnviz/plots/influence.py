@@ -22,7 +22,7 @@ from ..influence import InfluenceMap, block_means, distance_profile
 from ..patterns import describe
 from ..pooling import block_edges
 from ..spread import first_layer_of
-from ._style import (FONT, SEGMENT_COLORS, SEGMENT_LABELS, axis_refs, positions_text, segment_legend, segment_strip,
+from ._style import (FONT, TEMPLATE, SEGMENT_COLORS, SEGMENT_LABELS, axis_refs, positions_text, segment_legend, segment_strip,
                      thin_segment_marks)
 from .spread import layer_colors
 
@@ -54,7 +54,7 @@ def _select(result: InfluenceMap, example: int | None):
 
 def influence_figure(result: InfluenceMap, *, example: int | None = None, log: bool = False,
                      max_cells: int = 20_000, block: int | None = None, title: str | None = None,
-                     width: int = 1000, height: int | None = None) -> go.Figure:
+                     width: int = 860, height: int | None = None) -> go.Figure:
     """Layers × positions heatmap of the measured influence.
 
     Args:
@@ -147,11 +147,11 @@ def influence_figure(result: InfluenceMap, *, example: int | None = None, log: b
         res = "" if block == 1 else f" · pooled to blocks of {block} tokens"
         if example is None and len({l.prompt_positions for l in result.layouts}) > 1:
             res += "<br>examples' prompt positions differ: mean by position, segments of the longest example"
-        title = (f"How much the prompt changes each token — {result.method}, {label}<br><sup>"
+        title = (f"How much the prompt changes each token — {result.method}, {label}<br><span style='font-size:15px'>"
                  f"{METHOD_TEXT[result.method]}{' (log colour)' if log else ''} · {describe(result.pattern)} · "
-                 f"L={L} · prompt at {positions_text(layout.prompt_positions)}{res}</sup>")
+                 f"L={L} · prompt at {positions_text(layout.prompt_positions)}{res}</span>")
     fig.update_layout(
-        title=dict(text=title, x=0.5, xanchor="center"), font=FONT, plot_bgcolor="white",
+        title=dict(text=title, x=0.5, xanchor="center"), font=FONT, template=TEMPLATE, plot_bgcolor="white",
         width=width, height=height or max(440, 200 + 36 * rows),
         legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.2, yanchor="top"),
         margin=dict(l=110, r=30, t=110 if title.count("<br>") > 1 else 90, b=120),
@@ -166,7 +166,7 @@ def influence_figure(result: InfluenceMap, *, example: int | None = None, log: b
 
 
 def influence_distance_figure(result: InfluenceMap, *, log: bool = True, max_distance: int | None = None,
-                              title: str | None = None, width: int = 900, height: int = 480) -> go.Figure:
+                              title: str | None = None, width: int = 860, height: int = 480) -> go.Figure:
     """Mean influence against distance (tokens) from the nearest prompt token, one line per layer.
 
     Args:
@@ -204,10 +204,10 @@ def influence_distance_figure(result: InfluenceMap, *, log: bool = True, max_dis
                            f"over %{{customdata[1]}} tokens<extra></extra>")))
     if title is None:
         note = (" · exact zeros (not arrived) left out" if log else "") + cut_note
-        title = (f"Influence against distance from the prompt — {result.method}<br><sup>"
+        title = (f"Influence against distance from the prompt — {result.method}<br><span style='font-size:15px'>"
                  f"{METHOD_TEXT[result.method]} · {describe(result.pattern)} · mean over "
-                 f"{result.batch_size} example{'s' if result.batch_size > 1 else ''}{note}</sup>")
-    fig.update_layout(title=dict(text=title, x=0.5, xanchor="center"), font=FONT, plot_bgcolor="white",
+                 f"{result.batch_size} example{'s' if result.batch_size > 1 else ''}{note}</span>")
+    fig.update_layout(title=dict(text=title, x=0.5, xanchor="center"), font=FONT, template=TEMPLATE, plot_bgcolor="white",
                       width=width, height=height, legend=dict(title_text="after"),
                       margin=dict(l=80, r=30, t=90, b=60))
     fig.update_xaxes(title_text="distance to the nearest prompt token (tokens)", showgrid=True, gridcolor="#eee",
@@ -218,7 +218,7 @@ def influence_distance_figure(result: InfluenceMap, *, log: bool = True, max_dis
     return fig
 
 
-def attribution_figure(result: InfluenceMap, *, title: str | None = None, width: int = 900,
+def attribution_figure(result: InfluenceMap, *, title: str | None = None, width: int = 860,
                        height: int = 440) -> go.Figure:
     """Per-prompt-token attribution to the output (mean over examples), one bar per prompt token.
 
@@ -261,10 +261,10 @@ def attribution_figure(result: InfluenceMap, *, title: str | None = None, width:
             "ablation": next((n.split(": ", 1)[1] for n in result.notes if n.startswith("attribution:")), "ablation")}
     if title is None:
         ro = int(result.readout[0])
-        title = (f"Which prompt tokens matter for the output — {result.method}<br><sup>{what[result.method]} · "
+        title = (f"Which prompt tokens matter for the output — {result.method}<br><span style='font-size:15px'>{what[result.method]} · "
                  f"readout at {ro} · mean over {result.batch_size} example{'s' if result.batch_size > 1 else ''}"
-                 f"</sup>")
-    fig.update_layout(title=dict(text=title, x=0.5, xanchor="center"), font=FONT, plot_bgcolor="white",
+                 f"</span>")
+    fig.update_layout(title=dict(text=title, x=0.5, xanchor="center"), font=FONT, template=TEMPLATE, plot_bgcolor="white",
                       width=width, height=height, barmode="overlay", bargap=0.25,
                       legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.22, yanchor="top"),
                       margin=dict(l=80, r=30, t=90, b=100))

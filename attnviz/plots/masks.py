@@ -22,15 +22,17 @@ from plotly.subplots import make_subplots
 from ..patterns import BLOCKED, FUTURE, GLOBAL, RANDOM, REASONS, WINDOW, AttentionPattern, as_layout, describe
 from ..placement import SequenceLayout
 from ..pooling import PooledMask, block_edges, pooled_reasons
-from ._style import FONT, FigureParts, discrete_colorscale, segment_legend, segment_strip, thin_segment_marks
+from ._style import FONT, TEMPLATE, FigureParts, discrete_colorscale, segment_legend, segment_strip, thin_segment_marks
 
 #: Colour of each reason code at full resolution (index = code of :data:`attnviz.REASONS`).
+#: Colour-blind safe (Okabe & Ito hues); "outside window" (mid grey) and "future" (pale yellow)
+#: differ in hue and in lightness, so a causal window shows both kinds of "no" apart.
 REASON_COLORS = {
-    BLOCKED: "#e4e4e4",
-    WINDOW: "#2c7fb8",
-    GLOBAL: "#f28e2b",
-    RANDOM: "#59a14f",
-    FUTURE: "#fafafa",
+    BLOCKED: "#bdbdbd",
+    WINDOW: "#0072B2",
+    GLOBAL: "#E69F00",
+    RANDOM: "#009E73",
+    FUTURE: "#fff7d1",
 }
 REASON_SHORT = {BLOCKED: "blocked (outside window)", WINDOW: "window", GLOBAL: "global",
                 RANDOM: "random block", FUTURE: "future (causal)"}
@@ -157,7 +159,7 @@ def _mask_title(pattern, layout, layer, group, block, title) -> str:
         return title
     res = "one cell per pair" if block == 1 else f"pooled to blocks of {block} tokens"
     same = f" (same mask as {_layers_text(group)})" if len(group) > 1 else ""
-    return f"Who may attend whom — layer {layer}{same}<br><sup>{describe(pattern)} · L={layout.length} · {res}</sup>"
+    return f"Who may attend whom — layer {layer}{same}<br><span style='font-size:15px'>{describe(pattern)} · L={layout.length} · {res}</span>"
 
 
 def mask_parts(pattern: AttentionPattern, layout: SequenceLayout | int, layer: int = 0, *,
@@ -199,7 +201,7 @@ def _parts_for(pattern, layout, layer, group, shown, labels, block, edges, title
 
 def mask_figure(pattern: AttentionPattern, layout: SequenceLayout | int, layer: int = 0, *,
                 num_layers: int | None = None, max_cells: int = 40_000, block: int | None = None,
-                title: str | None = None, size: int = 720, layers: Sequence[int] | None = None) -> go.Figure:
+                title: str | None = None, size: int = 640, layers: Sequence[int] | None = None) -> go.Figure:
     """Heatmap of one layer's mask (query rows × key columns) with segment strips along both axes.
 
     Args:
@@ -247,7 +249,7 @@ def mask_figure(pattern: AttentionPattern, layout: SequenceLayout | int, layer: 
     fig.update_layout(parts.layout)
     fig.update_layout(
         title=dict(x=0.5, xanchor="center"),
-        width=size + 200, height=size, font=FONT, plot_bgcolor="white",
+        width=size + 200, height=size, font=FONT, template=TEMPLATE, plot_bgcolor="white",
         legend=dict(x=1.02, xanchor="left", y=0.0, yanchor="bottom", title_text="segments"),
         margin=dict(l=70, r=20, t=90, b=70),
     )

@@ -19,7 +19,7 @@ from ..patterns import AttentionPattern, describe
 from ..placement import SequenceLayout
 from ..pooling import block_edges, pool_spread
 from ..spread import Spread
-from ._style import (FONT, SEGMENT_COLORS, SEGMENT_LABELS, FigureParts, discrete_colorscale, positions_text,
+from ._style import (FONT, TEMPLATE, SEGMENT_COLORS, SEGMENT_LABELS, FigureParts, discrete_colorscale, positions_text,
                      segment_legend, segment_strip, thin_segment_marks)
 
 NEVER_COLOR = "#9e9e9e"
@@ -120,8 +120,8 @@ def spread_parts(result: Spread, layout: SequenceLayout, *, pattern: AttentionPa
     if title is None:
         res = "" if block == 1 else f" · pooled to blocks of {block} tokens"
         what = describe(pattern) + " · " if pattern is not None else ""
-        title = (f"How far the prompt reaches, layer by layer<br><sup>{what}{n} layers · L={L} · "
-                 f"prompt at {positions_text(layout.prompt_positions)}{res}</sup>")
+        title = (f"How far the prompt reaches, layer by layer<br><span style='font-size:15px'>{what}{n} layers · L={L} · "
+                 f"prompt at {positions_text(layout.prompt_positions)}{res}</span>")
     return FigureParts(traces=[heat, bars, strip, readout] + legend, layout={
         "title": {"text": title},
         "height": max(440, 190 + 36 * rows),
@@ -133,7 +133,7 @@ def spread_parts(result: Spread, layout: SequenceLayout, *, pattern: AttentionPa
 
 def spread_figure(result: Spread, layout: SequenceLayout, *, pattern: AttentionPattern | None = None,
                   max_cells: int = 20_000, block: int | None = None, title: str | None = None,
-                  width: int = 1000, height: int | None = None) -> go.Figure:
+                  width: int = 860, height: int | None = None) -> go.Figure:
     """Layers × positions heatmap of :class:`attnviz.Spread`, coloured by first layer reached.
 
     Args:
@@ -154,7 +154,7 @@ def spread_figure(result: Spread, layout: SequenceLayout, *, pattern: AttentionP
     fig.add_traces(parts.traces)
     fig.update_layout(parts.layout)
     fig.update_layout(
-        title=dict(x=0.5, xanchor="center"), font=FONT, plot_bgcolor="white", width=width,
+        title=dict(x=0.5, xanchor="center"), font=FONT, template=TEMPLATE, plot_bgcolor="white", width=width,
         legend=dict(orientation="h", x=0.43, xanchor="center", y=-0.25, yanchor="top"),
         margin=dict(l=80, r=30, t=80, b=110), bargap=0.15,
     )

@@ -14,7 +14,7 @@ from typing import Iterable, Mapping
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ._style import FONT, FigureParts
+from ._style import FONT, TEMPLATE, FigureParts
 
 #: Trace order of the figure (the live monitor updates them in place).
 TRACES = ("train loss", "held-out loss", "train accuracy", "held-out accuracy")
@@ -72,7 +72,7 @@ def training_parts(history: Iterable[Mapping], *, steps: int | None = None, titl
 
 
 def training_figure(history: Iterable[Mapping], *, steps: int | None = None, title: str | None = None,
-                    width: int = 980, height: int = 400) -> go.Figure:
+                    width: int = 860, height: int = 400) -> go.Figure:
     """Loss (left) and accuracy (right) against the step, training batches and held-out data.
 
     Args:
@@ -93,7 +93,7 @@ def training_figure(history: Iterable[Mapping], *, steps: int | None = None, tit
 
 def _style_step_panels(fig: go.Figure, title: str, width: int, height: int, x_range=None) -> None:
     """The shared look of the two-panel (loss | accuracy) figures against the step, in place."""
-    fig.update_layout(font=FONT, plot_bgcolor="white", width=width, height=height,
+    fig.update_layout(font=FONT, template=TEMPLATE, plot_bgcolor="white", width=width, height=height,
                       title=dict(text=title, x=0.5, xanchor="center"),
                       legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.18, yanchor="top"),
                       margin=dict(l=60, r=30, t=80, b=90))
@@ -120,7 +120,7 @@ def running_mean(values: list[float], window: int) -> list[float]:
 
 
 def runs_figure(runs: Mapping[str, Iterable[Mapping]], *, smooth: int = 25, chance: float | None = None,
-                title: str | None = None, width: int = 980, height: int = 400) -> go.Figure:
+                title: str | None = None, width: int = 860, height: int = 400) -> go.Figure:
     """Several training runs side by side: training-batch loss (left) and accuracy (right), each a
     running mean over ``smooth`` steps (one batch of 8 is too noisy to compare runs), plus each
     run's held-out accuracy as large markers where it was evaluated.

@@ -10,6 +10,7 @@ place. The "measure" button runs :func:`attnviz.costs.measure` (in a fresh proce
 from __future__ import annotations
 
 import dataclasses
+import html
 import math
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ import ipywidgets as widgets
 
 from ..costs import (DEFAULT_FLOPS_PER_SECOND, MEASURABLE as BACKENDS, DTYPES, CostCurves, Measurement, cost_curves,
                      measure_isolated)
-from ..patterns import AttentionPattern, describe
+from ..patterns import AttentionPattern
 from ..plots._style import FigureParts
 from ..plots.costs import cost_figure, cost_parts
 from ._base import control_row, Explorer, LiveFigure, apply_parts
@@ -42,11 +43,11 @@ class CostSettings:
     """
 
     max_length: int = 16_384
-    window: int = 256
+    window: int = 512
     n_global: int = 1
     random_blocks: int = 0
     block_size: int = 64
-    implementation: str = "sparse"
+    implementation: str = "flex"
     num_layers: int = 12
     num_heads: int = 12
     head_dim: int = 64
@@ -78,14 +79,28 @@ class CostView:
     parts: FigureParts
 
     @property
+    def setting_text(self) -> str:
+        """The windowed pattern in the words of the controls: "window 512, 1 global token, flex"."""
+        s = self.settings
+        parts = [f"window {s.window}", f"{s.n_global} global token{'' if s.n_global == 1 else 's'}"]
+        if s.random_blocks:
+            parts.append(f"{s.random_blocks} random block{'' if s.random_blocks == 1 else 's'} of {s.block_size}")
+        return ", ".join(parts) + f", run as {s.implementation}"
+
+    @property
     def summary(self) -> str:
         c, s = self.curves, self.settings
         L = c.lengths[-1]
         dense, windowed = c.peak_bytes["dense"][-1], c.peak_bytes[s.implementation][-1]
+        ratio = dense / windowed
+        how = f"{ratio:.3g}× less" if ratio >= 1 else f"{1 / ratio:.3g}× more"
         text = (f"At L={L:,}: dense {dense / 2**30:.3g} GiB, windowed ({s.implementation}) "
-                f"{windowed / 2**30:.3g} GiB ({dense / windowed:.3g}× less)")
+                f"{windowed / 2**30:.3g} GiB ({how})")
         if c.budget_bytes is not None:
             text += f"; dense fits {s.budget_gib:g} GiB up to L={c.limits['dense']:,}"
+            w = c.limits.get(s.implementation)
+            if w is not None:
+                text += (f", windowed up to L={w:,}" if w < L else f", windowed fits every L shown")
         return text + "."
 
 
@@ -115,18 +130,30 @@ def measure_lengths(settings: CostSettings, count: int = 3) -> tuple[int, ...]:
     return tuple(sorted({max(128, top >> i) for i in range(count)}))
 
 
+def measure_plan(settings: CostSettings) -> tuple[list[tuple[str, AttentionPattern | None]], str]:
+    """What the measure button runs for ``settings``: ``[(backend, pattern or None), ...]`` (dense
+    full attention first) and, when the windowed implementation cannot be measured here, why."""
+    stages: list[tuple[str, AttentionPattern | None]] = [("dense", None)]
+    impl = settings.implementation
+    if impl not in BACKENDS:
+        return stages, f"{impl} is the idealised band: no kernel runs it, so only dense was measured"
+    if impl == "flex" and settings.backward:
+        import torch
+
+        if not torch.cuda.is_available():
+            return stages, "FlexAttention has no backward on CPU: only dense was measured"
+    return stages + [(impl, settings.pattern())], ""
+
+
 def measure_points(settings: CostSettings, lengths: tuple[int, ...] | None = None) -> tuple[Measurement, ...]:
-    """Run :func:`attnviz.costs.measure` for dense (full attention) and, where something runs it,
-    the windowed implementation (``sparse`` is idealised: nothing runs it) at ``lengths``
-    (default :func:`measure_lengths`), one layer's op each, in one fresh process."""
+    """Run :func:`attnviz.costs.measure` for what :func:`measure_plan` says (dense, and the windowed
+    implementation where something runs it) at ``lengths`` (default :func:`measure_lengths`), one
+    layer's op each, in one fresh process."""
     lengths = measure_lengths(settings) if lengths is None else lengths
-    pattern = settings.pattern()
     common = dict(num_heads=settings.num_heads, head_dim=settings.head_dim, batch=settings.batch,
                   dtype=settings.dtype, backward=settings.backward, repeats=2)
-    runs = [dict(pattern=None, layout=L, backend="dense", **common) for L in lengths]
-    if settings.implementation in BACKENDS:
-        runs += [dict(pattern=pattern, layout=L, backend=settings.implementation, **common) for L in lengths]
-    return tuple(measure_isolated(runs))
+    stages, _ = measure_plan(settings)
+    return tuple(measure_isolated([dict(pattern=p, layout=L, backend=b, **common) for b, p in stages for L in lengths]))
 
 
 class CostExplorer(Explorer):
@@ -146,10 +173,11 @@ class CostExplorer(Explorer):
         s = CostSettings(**initial)
         first = cost_view(s)  # bad starting values raise here, with the reason
         self.measured: tuple[Measurement, ...] = ()
+        self.measure_note = ""      # why part of the last measurement could not run, "" if all ran
         wide = {"description_width": "initial"}
         c = self.controls
         c["max_length"] = widgets.FloatLogSlider(value=s.max_length, base=2, min=7, max=math.log2(MAX_LENGTH),
-                                                 step=0.25, description="L up to", readout_format=".0f",
+                                                 step=1, description="L up to", readout_format=".0f",
                                                  continuous_update=False, style=wide,
                                                  layout=widgets.Layout(width="330px"))
         c["window"] = widgets.BoundedIntText(value=s.window, min=2, max=MAX_LENGTH, step=2, description="window",
@@ -207,7 +235,7 @@ class CostExplorer(Explorer):
     def settings(self) -> CostSettings:
         self._sync_controls()
         values = {name: w.value for name, w in self.controls.items()}
-        values["max_length"] = int(round(values["max_length"]))
+        values["max_length"] = 2 ** int(round(math.log2(max(values["max_length"], 1))))   # powers of two
         return CostSettings(**values)
 
     def compute(self, settings: CostSettings) -> CostView:
@@ -217,8 +245,8 @@ class CostExplorer(Explorer):
 
     def render(self, result: CostView) -> None:
         apply_parts(self.figures["cost"], result.parts)
-        self.summary.value = (f"<div style='font-size:14px;margin:4px 0'><b>{describe(result.curves.pattern)}</b>: "
-                              f"{result.summary}</div>")
+        self.summary.value = (f"<div style='font-size:15px;margin:4px 0'><b>{html.escape(result.setting_text)}</b>: "
+                              f"{html.escape(result.summary)}</div>")
         self.result = result
 
     def status_text(self, result: CostView) -> str:
@@ -232,23 +260,45 @@ class CostExplorer(Explorer):
         return f'<span style="color:#666">{ms}analytic{extra}</span>'
 
     def measure(self, lengths: tuple[int, ...] | None = None) -> tuple[Measurement, ...]:
-        """Measure at a few lengths (:func:`measure_points`) and overlay the points; returns them."""
+        """Measure at a few lengths and overlay the points; returns them.
+
+        Dense first (one fresh process, ~5 s at the default size: its points appear at once), then
+        the windowed implementation in a second process; the status line says what runs now and,
+        when something cannot be measured here, why (``sparse`` is an idealised band nothing runs;
+        FlexAttention has no backward on CPU and compiles ~20 s on first use)."""
         try:
             s = self.settings()
             cost_view(s)
         except (ValueError, TypeError) as exc:
             self.show_error(str(exc))
             return ()
+        lengths = measure_lengths(s) if lengths is None else tuple(lengths)
+        stages, skipped = measure_plan(s)
+        at = ", ".join(f"{L:,}" for L in lengths)
         self.button.disabled = True
-        self.status.value = '<span style="color:#666">measuring in a fresh process…</span>'
+        got: list[Measurement] = []
         try:
-            self.measured = measure_points(s, lengths)
-        except Exception as exc:  # a failed run is a message, not a traceback
-            self.show_error(f"measuring failed: {exc}")
-            return ()
+            for i, (backend, pattern) in enumerate(stages):
+                slow = " (first use compiles the kernel: ~20 s)" if backend == "flex" else " (~5 s)"
+                self.status.value = (f'<span style="color:#0b5394">measuring {i + 1} of {len(stages)}: {backend} at '
+                                     f'L = {at}, in a fresh process{slow}…</span>')
+                common = dict(num_heads=s.num_heads, head_dim=s.head_dim, batch=s.batch, dtype=s.dtype,
+                              backward=s.backward, repeats=2)
+                try:
+                    got += measure_isolated([dict(pattern=pattern, layout=L, backend=backend, **common)
+                                             for L in lengths])
+                except Exception as exc:  # a failed run is a message, not a traceback
+                    self.measured = tuple(got)
+                    self.redraw()
+                    self.show_error(f"measuring {backend} failed: {exc}")
+                    return self.measured
+                self.measured = tuple(got)
+                self.redraw()
         finally:
             self.button.disabled = False
-        self.redraw()
+        if skipped:
+            self.status.value = self.status.value.replace("</span>", f" · {html.escape(skipped)}</span>")
+        self.measure_note = skipped
         return self.measured
 
     def _sync_controls(self) -> None:
