@@ -97,8 +97,10 @@ def test_background_thread_keeps_the_loop_free_and_widgets_change_on_the_loop_th
                   checkpoint_every=100)
         assert time.perf_counter() - t0 < 1.0 and mon.running     # start() returns at once
         deadline = time.time() + 60
-        while len(mon.history) < 3 and time.time() < deadline:
-            ticks.append(len(mon.history))                        # the loop is free meanwhile
+        # at least 3 steps and 0.5 s: a free loop ticks ~50 times meanwhile, a blocked one ~never
+        # (counting ticks until step 3 alone failed when 3 tiny steps took ~30 ms)
+        while (len(mon.history) < 3 or time.perf_counter() - t0 < 0.5) and time.time() < deadline:
+            ticks.append(len(mon.history))
             await asyncio.sleep(0.01)
         mon.stop_button.click()
         while mon.running and time.time() < deadline:
@@ -107,7 +109,7 @@ def test_background_thread_keeps_the_loop_free_and_widgets_change_on_the_loop_th
         return mon
 
     mon = asyncio.run(kernel())
-    assert len(ticks) > 3
+    assert len(ticks) > 10
     result = mon.wait(60)
     assert result.stopped
     k = result.step
