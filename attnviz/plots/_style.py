@@ -55,6 +55,22 @@ TEMPLATE.data.heatmap = [go.Heatmap(colorbar=dict(tickfont=_TEXT, title=dict(fon
 pio.templates["attnviz"] = TEMPLATE
 
 
+def wrap_subtitle(text: str, width: int = NOTEBOOK_WIDTH, px: int = 15) -> str:
+    """Break a subtitle made of ``" · "``-separated parts into lines that fit ``width`` pixels at
+    ``px`` px text (about 0.5 em per character), so a title never runs off a notebook-wide figure."""
+    limit = max(20, int(width / (0.52 * px)))
+    lines, line = [], ""
+    for part in text.split(" · "):
+        cand = part if not line else f"{line} · {part}"
+        if line and len(cand) > limit:
+            lines.append(line)
+            line = part
+        else:
+            line = cand
+    lines.append(line)
+    return "<br>".join(lines)
+
+
 def themed(fig: go.Figure, **layout) -> go.Figure:
     """Put the package template on ``fig`` (and any ``layout`` properties); returns ``fig``."""
     fig.update_layout(template=TEMPLATE, **layout)

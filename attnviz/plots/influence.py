@@ -22,7 +22,7 @@ from ..influence import InfluenceMap, block_means, distance_profile
 from ..patterns import describe
 from ..pooling import block_edges
 from ..spread import first_layer_of
-from ._style import (FONT, TEMPLATE, SEGMENT_COLORS, SEGMENT_LABELS, axis_refs, positions_text, segment_legend, segment_strip,
+from ._style import (FONT, TEMPLATE, wrap_subtitle, SEGMENT_COLORS, SEGMENT_LABELS, axis_refs, positions_text, segment_legend, segment_strip,
                      thin_segment_marks)
 from .spread import layer_colors
 
@@ -147,14 +147,15 @@ def influence_figure(result: InfluenceMap, *, example: int | None = None, log: b
         res = "" if block == 1 else f" · pooled to blocks of {block} tokens"
         if example is None and len({l.prompt_positions for l in result.layouts}) > 1:
             res += "<br>examples' prompt positions differ: mean by position, segments of the longest example"
+        sub = wrap_subtitle(f"{METHOD_TEXT[result.method]}{' (log colour)' if log else ''} · {describe(result.pattern)} · "
+                            f"L={L} · prompt at {positions_text(layout.prompt_positions)}{res}", width)
         title = (f"How much the prompt changes each token — {result.method}, {label}<br><span style='font-size:15px'>"
-                 f"{METHOD_TEXT[result.method]}{' (log colour)' if log else ''} · {describe(result.pattern)} · "
-                 f"L={L} · prompt at {positions_text(layout.prompt_positions)}{res}</span>")
+                 f"{sub}</span>")
     fig.update_layout(
         title=dict(text=title, x=0.5, xanchor="center"), font=FONT, template=TEMPLATE, plot_bgcolor="white",
         width=width, height=height or max(440, 200 + 36 * rows),
-        legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.2, yanchor="top"),
-        margin=dict(l=110, r=30, t=110 if title.count("<br>") > 1 else 90, b=120),
+        legend=dict(orientation="h", x=0.5, xanchor="center", yref="container", y=0, yanchor="bottom"),
+        margin=dict(l=110, r=30, t=70 + 22 * title.count("<br>"), b=150),
     )
     fig.update_yaxes(tickvals=list(range(rows)), ticktext=_layer_labels(n), title_text="after", row=2, col=1,
                      showgrid=False, zeroline=False, range=[-0.5, rows - 0.5], showline=True, linecolor="#999",
@@ -204,17 +205,19 @@ def influence_distance_figure(result: InfluenceMap, *, log: bool = True, max_dis
                            f"over %{{customdata[1]}} tokens<extra></extra>")))
     if title is None:
         note = (" · exact zeros (not arrived) left out" if log else "") + cut_note
+        sub = wrap_subtitle(f"{METHOD_TEXT[result.method]} · {describe(result.pattern)} · mean over "
+                            f"{result.batch_size} example{'s' if result.batch_size > 1 else ''}{note}", width - 120)
         title = (f"Influence against distance from the prompt — {result.method}<br><span style='font-size:15px'>"
-                 f"{METHOD_TEXT[result.method]} · {describe(result.pattern)} · mean over "
-                 f"{result.batch_size} example{'s' if result.batch_size > 1 else ''}{note}</span>")
+                 f"{sub}</span>")
     fig.update_layout(title=dict(text=title, x=0.5, xanchor="center"), font=FONT, template=TEMPLATE, plot_bgcolor="white",
-                      width=width, height=height, legend=dict(title_text="after"),
-                      margin=dict(l=80, r=30, t=90, b=60))
+                      width=width, height=height + 22 * title.count("<br>"), legend=dict(title_text="after"),
+                      margin=dict(l=80, r=30, t=70 + 22 * title.count("<br>"), b=60))
     fig.update_xaxes(title_text="distance to the nearest prompt token (tokens)", showgrid=True, gridcolor="#eee",
                      zeroline=False, showline=True, linecolor="#999", rangemode="tozero",
                      dtick=1 if len(d) and d.max() <= 20 else None)
     fig.update_yaxes(title_text="mean influence", type="log" if log else "linear", showgrid=True, gridcolor="#eee",
-                     zeroline=False, showline=True, linecolor="#999", exponentformat="power")
+                     zeroline=False, showline=True, linecolor="#999", tickformat="~g",
+                     dtick=1 if log else None)            # powers of ten only: no minor labels
     return fig
 
 
@@ -261,13 +264,13 @@ def attribution_figure(result: InfluenceMap, *, title: str | None = None, width:
             "ablation": next((n.split(": ", 1)[1] for n in result.notes if n.startswith("attribution:")), "ablation")}
     if title is None:
         ro = int(result.readout[0])
-        title = (f"Which prompt tokens matter for the output — {result.method}<br><span style='font-size:15px'>{what[result.method]} · "
-                 f"readout at {ro} · mean over {result.batch_size} example{'s' if result.batch_size > 1 else ''}"
-                 f"</span>")
+        sub = wrap_subtitle(f"{what[result.method]} · readout at {ro} · mean over {result.batch_size} "
+                            f"example{'s' if result.batch_size > 1 else ''}", width)
+        title = f"Which prompt tokens matter for the output — {result.method}<br><span style='font-size:15px'>{sub}</span>"
     fig.update_layout(title=dict(text=title, x=0.5, xanchor="center"), font=FONT, template=TEMPLATE, plot_bgcolor="white",
-                      width=width, height=height, barmode="overlay", bargap=0.25,
-                      legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.22, yanchor="top"),
-                      margin=dict(l=80, r=30, t=90, b=100))
+                      width=width, height=height + 22 * title.count("<br>"), barmode="overlay", bargap=0.25,
+                      legend=dict(orientation="h", x=0.5, xanchor="center", yref="container", y=0, yanchor="bottom"),
+                      margin=dict(l=80, r=30, t=70 + 22 * title.count("<br>"), b=120))
     fig.update_xaxes(title_text="prompt token (layout position)", showline=True, linecolor="#999", type="category")
     fig.update_yaxes(title_text="attribution", showgrid=True, gridcolor="#eee", zeroline=True, zerolinecolor="#888")
     return fig

@@ -1,0 +1,87 @@
+"""Result charts: accuracies with their uncertainty, and reach curves of several patterns.
+
+* :func:`accuracy_figure` — one bar per arm, a 95 % Wilson interval from the counts (how many of
+  ``n`` held-out examples were right), chance as a dashed line.
+* :func:`reach_lines_figure` — the share of positions the prompt has reached after each layer, one
+  line per pattern (several schedules in one picture).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import plotly.graph_objects as go
+
+from ..spread import Spread
+from ._style import FONT, NOTEBOOK_WIDTH, OKABE_ITO, TEMPLATE
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``correct / n`` (95 % at ``z=1.96``): unlike
+    ``p ± z·sqrt(p(1-p)/n)`` it stays inside [0, 1] and is not zero-width at 0 or 1."""
+    if n <= 0 or not 0 <= correct <= n:
+        raise ValueError(f"need 0 <= correct <= n and n > 0, got correct={correct}, n={n}")
+    p = correct / n
+    d = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / d
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def accuracy_figure(accuracy: Mapping[str, float], n: int | Mapping[str, int], *, chance: float | None = None,
+                    groups: Mapping[str, str] | None = None, title: str | None = None,
+                    width: int = NOTEBOOK_WIDTH, height: int = 420) -> go.Figure:
+    """Bars of held-out accuracy per arm (``{label: accuracy}``) with 95 % Wilson intervals from
+    ``n`` examples (one count, or one per arm); ``chance`` as a dashed line; ``groups`` colours
+    arms by a category (``{label: "global prompt"}``) with a legend."""
+    labels = list(accuracy)
+    ns = {k: (n[k] if isinstance(n, Mapping) else n) for k in labels}
+    lo, hi = zip(*(wilson_interval(round(accuracy[k] * ns[k]), ns[k]) for k in labels)) if labels else ((), ())
+    cats = [groups.get(k, "") if groups else "" for k in labels]
+    palette = {c: OKABE_ITO[i % len(OKABE_ITO)] for i, c in enumerate(dict.fromkeys(cats))}
+    fig = go.Figure()
+    for cat in palette:
+        idx = [i for i, c in enumerate(cats) if c == cat]
+        fig.add_trace(go.Bar(
+            x=[labels[i] for i in idx], y=[accuracy[labels[i]] for i in idx], name=cat or "accuracy",
+            showlegend=bool(cat), marker_color=palette[cat],
+            error_y=dict(type="data", symmetric=False, array=[hi[i] - accuracy[labels[i]] for i in idx],
+                         arrayminus=[accuracy[labels[i]] - lo[i] for i in idx], color="#333", thickness=1.5),
+            customdata=[[lo[i], hi[i], ns[labels[i]]] for i in idx],
+            hovertemplate="%{x}: %{y:.3f} (95 % interval %{customdata[0]:.2f}–%{customdata[1]:.2f}, "
+                          "n=%{customdata[2]})<extra></extra>"))
+    if chance is not None:
+        fig.add_hline(y=chance, line=dict(color="#555", dash="dash", width=1.5),
+                      annotation_text=f"chance {chance:.2f}", annotation_position="top left",
+                      annotation_font=dict(size=14))
+    fig.update_layout(template=TEMPLATE, font=FONT, width=width, height=height, barmode="group",
+                      title=dict(text=title or "Held-out accuracy (bars: 95 % interval)", x=0.5, xanchor="center"),
+                      yaxis=dict(title_text="accuracy", range=[0, 1.05], tickformat=".0%"),
+                      xaxis=dict(tickangle=-30 if max(map(len, labels), default=0) * len(labels) > 90 else 0),
+                      legend=dict(orientation="h", x=0.5, xanchor="center", y=1.0, yanchor="bottom"),
+                      margin=dict(l=70, r=20, t=100, b=60))
+    return fig
+
+
+def reach_lines_figure(spreads: Mapping[str, Spread], *, title: str | None = None, dash: Sequence[str] = (),
+                       width: int = NOTEBOOK_WIDTH, height: int = 420) -> go.Figure:
+    """Share of positions reached after each layer (``Spread.fraction_reached``), one line per
+    ``{name: spread}``; names in ``dash`` are drawn dashed (e.g. the reference schedules)."""
+    fig = go.Figure()
+    for i, (name, s) in enumerate(spreads.items()):
+        n = s.reached.shape[0]
+        y = [float(s.fraction_reached(l)) for l in range(n)]
+        fig.add_trace(go.Scatter(x=list(range(n)), y=y, mode="lines+markers", name=name,
+                                 line=dict(color=OKABE_ITO[i % len(OKABE_ITO)], width=3,
+                                           dash="dash" if name in dash else "solid"),
+                                 marker=dict(size=8),
+                                 hovertemplate=f"{name}<br>after layer %{{x}}: %{{y:.1%}}<extra></extra>"))
+    fig.update_layout(template=TEMPLATE, font=FONT, width=width, height=height,
+                      title=dict(text=title or "How much of the sequence the prompt has reached", x=0.5,
+                                 xanchor="center"),
+                      xaxis=dict(title_text="after layer", dtick=1),
+                      yaxis=dict(title_text="share of positions reached", tickformat=".0%", rangemode="tozero"),
+                      legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.3, yanchor="top"),
+                      margin=dict(l=80, r=20, t=70, b=140))
+    return fig
