@@ -134,6 +134,7 @@ class InfluenceView:
         attention, influence_fig: the figures' data as :class:`~attnviz.plots._style.FigureParts`
             (:func:`attnviz.plots.attention.attention_parts`; :func:`attnviz.plots.influence_figure`'s).
         tokens: the position labels (prompt tokens ``<p0>``, ...).
+        backend: the path the maps and influence took (``"dense"``, or ``"tiled"`` for long inputs).
     """
 
     settings: InfluenceSettings
@@ -147,6 +148,7 @@ class InfluenceView:
     attention: FigureParts
     influence_fig: FigureParts
     tokens: tuple = ()
+    backend: str = "dense"
 
     @property
     def summary(self) -> str:
@@ -214,7 +216,7 @@ def influence_view(model, tokenizer, settings: InfluenceSettings, *, max_side: i
     inf = influence_figure(influence, example=0, log=s.log)
     return InfluenceView(settings=s, pattern=pattern, layout=layout, prompt=weight, prompt_source=source,
                          inputs=inputs, maps=maps, influence=influence, attention=att, influence_fig=_parts(inf),
-                         tokens=tokens)
+                         tokens=tokens, backend=run.backend)
 
 
 class InfluenceExplorer(Explorer):
@@ -349,7 +351,8 @@ class InfluenceExplorer(Explorer):
 
     def status_text(self, result: InfluenceView) -> str:
         ms = f"updated in {self.last_ms:.0f} ms · " if self.last_ms is not None else ""
-        return f'<span style="color:#666">{ms}{result.influence.method}, dense backend</span>'
+        how = ("tiled backend: exact, on the pattern's tiles only" if result.backend == "tiled" else "dense backend")
+        return f'<span style="color:#666">{ms}{result.influence.method}, {how}</span>'
 
     def _changed(self, change=None) -> None:
         if not self._quiet and change is not None and change.get("owner") is self.controls.get("at"):
