@@ -189,11 +189,11 @@ def _model_name(run: RunRecord) -> str | None:
     return "default" if mid == "all-MiniLM-L6-v2" else mid
 
 
-def influence_for(run: RunRecord, model, tokenizer, text: str = DEFAULT_TEXT, method: str = "ablation"):
-    """:func:`attnviz.prompt_influence` of the run's trained prompt (newest checkpoint) on ``text``
-    under the run's pattern: an :class:`~attnviz.influence.InfluenceMap` with ``values`` ``(1, layers + 1, L)``."""
-    from .influence import prompt_influence
-    from .models.anatomy import max_positions
+def prompt_run(run: RunRecord, model, tokenizer, text: str = DEFAULT_TEXT, *, layers=(), method: str = "ablation"):
+    """The run's trained prompt (newest checkpoint) in ``text`` under the run's pattern, through
+    :func:`attnviz.prompt_on_text.prompt_on_text`: influence (and the attention of ``layers``); above
+    2,048 positions on the tiled path, O(L·w) memory."""
+    from .prompt_on_text import prompt_on_text
     from .prompts.checkpoints import load_checkpoint
 
     if run.placement is None:
@@ -203,19 +203,27 @@ def influence_for(run: RunRecord, model, tokenizer, text: str = DEFAULT_TEXT, me
     hidden = model.get_input_embeddings().weight.shape[1]
     if weight.shape[1] != hidden:
         raise ValueError(f"the run's prompt has hidden size {weight.shape[1]}, the model {hidden}: another model")
-    max_pos = max_positions(model)
-    enc = tokenizer(text, return_tensors="pt", truncation=max_pos is not None,
-                    max_length=None if max_pos is None else max_pos - run.placement.n_tokens)
-    batch = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
-    return prompt_influence(model.eval(), weight, batch, run.pattern, run.placement, method=method,
-                            tokenizer=tokenizer, per_token=False)
+    return prompt_on_text(model.eval(), tokenizer, text, weight, run.pattern, run.placement, layers=layers,
+                          method=method, max_side=256)
+
+
+def influence_for(run: RunRecord, model, tokenizer, text: str = DEFAULT_TEXT, method: str = "ablation"):
+    """:func:`attnviz.prompt_influence` of the run's trained prompt (newest checkpoint) on ``text``
+    under the run's pattern: an :class:`~attnviz.influence.InfluenceMap` with ``values`` ``(1, layers + 1, L)``."""
+    return prompt_run(run, model, tokenizer, text, method=method).influence
 
 
 def report_figures(run: RunRecord, *, model=None, tokenizer=None, text: str = DEFAULT_TEXT,
-                   influence: bool = True) -> tuple[list[tuple[str, go.Figure]], list[str]]:
+                   influence: bool = True, positions: int | None = None) -> tuple[list[tuple[str, go.Figure]], list[str]]:
     """``([(name, figure), ...], notes)``: settings table, curves, spread, mask, per-step table and,
-    when a model is given or the run's model loads here (``influence``), the influence map."""
+    when a model is given or the run's model loads here (``influence``), the influence map and the
+    last layer's attention on ``text`` (pooled, the prompt's rows and columns exact).
+
+    ``positions``: extend the model's position table to this many positions first
+    (:func:`attnviz.models.extend_positions`), so a long ``text`` is not truncated; above 2,048
+    positions the maps and influence take the tiled path (O(L·w) memory)."""
     from .plots import influence_figure, mask_figure, spread_figure
+    from .plots.attention import attention_figure
     from .plots.training import training_figure
     from .spread import spread_pattern
 
@@ -245,9 +253,18 @@ def report_figures(run: RunRecord, *, model=None, tokenizer=None, text: str = DE
                 notes.append(f"model {name!r} is not available offline here (give --model FOLDER); influence map "
                              f"left out")
         if loaded:
-            result = influence_for(run, loaded[0], loaded[1], text)
+            if positions is not None:
+                from .models.positions import extend_positions
+
+                extend_positions(loaded[0], positions, tokenizer=loaded[1])
+            last = run.num_layers - 1
+            measured = prompt_run(run, loaded[0], loaded[1], text, layers=(last,))
+            result = measured.influence
             figs.append(("influence", influence_figure(result, example=0)))
-            notes.append(f"influence of the trained prompt on: {text!r}. {result.summary()}")
+            figs.append(("attention", attention_figure(measured.maps, measured.layout, layer=last)))
+            shown = text if len(text) <= 200 else f"{text[:200]}… ({measured.layout.length:,} positions)"
+            notes.append(f"influence of the trained prompt and attention of layer {last} on: {shown!r} "
+                         f"({measured.backend} path). {result.summary()}")
     if run.history:
         h = run.history
         figs.append(("log", _table(
@@ -290,7 +307,8 @@ def write_pngs(figs: list[tuple[str, go.Figure]], folder: str | os.PathLike, sca
 
 
 def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *, model=None, tokenizer=None,
-                 text: str = DEFAULT_TEXT, influence: bool = True, png: str | os.PathLike | None = None) -> Path:
+                 text: str = DEFAULT_TEXT, influence: bool = True, png: str | os.PathLike | None = None,
+                 positions: int | None = None) -> Path:
     """Write the handout page of a run: ONE self-contained offline HTML file (default
     ``RUN_DIR/report.html``), and with ``png=`` a folder of ``<name>.png`` per figure. ``model`` /
     ``tokenizer``: the run's base model when it is not loadable by name here. Returns the HTML path."""
@@ -302,7 +320,8 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
         raise ValueError(f"cannot write {out}: folder {out.parent} does not exist")
     if png is not None and not Path(png).is_dir():
         raise ValueError(f"--png {png}: folder does not exist; create it first")
-    figs, notes = report_figures(run, model=model, tokenizer=tokenizer, text=text, influence=influence)
+    figs, notes = report_figures(run, model=model, tokenizer=tokenizer, text=text, influence=influence,
+                                 positions=positions)
     res = run.result
     ev = res.get("eval")
     said = (f"{run.model_config.get('model_id', '?')} on {run.task_name()}; pattern {describe(run.pattern)}; "

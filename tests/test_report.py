@@ -69,7 +69,7 @@ def test_report_figures_hold_the_run_numbers(run, tmp_path):
     assert rec.placement.n_tokens == 4 and rec.pattern == model.pattern
     figs, notes = report_figures(rec, model=model.base, tokenizer=tok, text=TEXT)
     figs = dict(figs)
-    assert list(figs) == ["settings", "training", "spread", "mask", "influence", "log"]
+    assert list(figs) == ["settings", "training", "spread", "mask", "influence", "attention", "log"]
     assert figs["training"].data[0].y == tuple(r["loss"] for r in rec.history)
     settings = dict(zip(*figs["settings"].data[0].cells.values))
     assert settings["pattern"] == "window=4" and settings["steps"] == "6 of 6"
@@ -80,6 +80,15 @@ def test_report_figures_hold_the_run_numbers(run, tmp_path):
     ref = prompt_influence(model.base, weight, {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]},
                            model.pattern, model.placement, tokenizer=tok)
     assert shows(figs["influence"].data[0].customdata, ref.values[0])
+    # the attention figure is the last layer's capture with the prompt inserted (short text: dense path)
+    from attnviz import capture_attention, insert_prompt, with_pattern
+
+    layout = model.placement.layout(enc["input_ids"].shape[1] - 2)
+    embeds = insert_prompt(model.base.get_input_embeddings()(enc["input_ids"]), weight.float(), layout)
+    with with_pattern(model.base, model.pattern, layout) as m:
+        maps = capture_attention(m, {"inputs_embeds": embeds}, layers=[1])
+    assert shows(figs["attention"].data[0].z, maps.values[0].mean(0))
+    assert any("attention of layer 1" in n and "(dense path)" in n for n in notes)
     # mask and spread are of the run's layout: max_length unknown -> 126 text tokens + [CLS], [SEP], prompt
     assert rec.layout().length == 126 + 2 + 4
     assert "L=132" in figs["spread"].layout.title.text

@@ -114,6 +114,11 @@ def _add_report(sub) -> None:
     p.add_argument("--model", default=None, help="model folder (or 'default') for the influence map, when the "
                    "run's own model is not loadable by name here")
     p.add_argument("--text", default=None, help="text whose influence map is drawn (default: a short paragraph)")
+    p.add_argument("--text-file", type=Path, default=None, metavar="FILE",
+                   help="read that text from FILE (UTF-8), e.g. a long document")
+    p.add_argument("--positions", type=int, default=None, metavar="N",
+                   help="extend the model's positions to N first, so a long text is not truncated (above 2,048 "
+                        "positions the maps are computed tile by tile, O(L*w) memory)")
     p.add_argument("--no-influence", action="store_true", help="leave the influence map out (no model run)")
     p.set_defaults(run=_run_report, parser=p)
 
@@ -126,8 +131,13 @@ def _run_report(args) -> int:
         from .args import load_model_arg as load_model
 
         model, tokenizer, _ = load_model(args.model)
-    path = write_report(args.run_dir, args.out, model=model, tokenizer=tokenizer, text=args.text or DEFAULT_TEXT,
-                        influence=not args.no_influence, png=args.png)
+    if args.text is not None and args.text_file is not None:
+        raise ValueError("give --text or --text-file, not both")
+    text = args.text_file.read_text(encoding="utf-8") if args.text_file is not None else args.text
+    if args.positions is not None and args.positions < 1:
+        raise ValueError(f"--positions must be a number of positions >= 1, got {args.positions}")
+    path = write_report(args.run_dir, args.out, model=model, tokenizer=tokenizer, text=text or DEFAULT_TEXT,
+                        influence=not args.no_influence, png=args.png, positions=args.positions)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, self-contained, works offline)"
           + (f"; PNGs in {args.png}" if args.png else ""))
     return 0
