@@ -52,3 +52,75 @@ def setup() -> str:
     _quiet_library_progress()
     mode = "fast (ATTNVIZ_FAST=1: fewer steps and examples)" if fast() else "full"
     return f"attnviz notebook mode: {mode}"
+
+
+# ---- results files and rendered text (what the notebooks' prose quotes) ------------------------
+def results_dir():
+    """``benchmarks/results`` of this checkout: the full-mode results the notebooks quote."""
+    from pathlib import Path
+
+    return Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+
+
+def load_results(name: str) -> dict:
+    """``benchmarks/results/<name>.json`` as a dict. Raises ``FileNotFoundError`` naming the file
+    and the command that writes it (``make bench`` / ``attnviz sweep``)."""
+    import json
+
+    path = results_dir() / f"{name}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no results file {path}; it is written by the full-mode run (see benchmarks/README)")
+    return json.loads(path.read_text())
+
+
+def results_date(data: dict) -> str:
+    """The date a results file was measured (``machine.date``, ``updated`` or ``last_run.finished``), YYYY-MM-DD."""
+    m = data.get("machine")
+    for d in (m.get("date") if isinstance(m, dict) else None, data.get("updated"),
+              (data.get("last_run") or {}).get("finished")):
+        if d:
+            return str(d)[:10]
+    return "undated"
+
+
+def _cell(v) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+    if isinstance(v, int):
+        return f"{v:,}" if abs(v) >= 10_000 else str(v)
+    return str(v).replace("|", "\\|")
+
+
+def markdown_table(rows, columns) -> str:
+    """Rows (dicts) as a Markdown table; ``columns`` is ``{key: header}`` or a list of keys. Floats
+    get 3 significant digits, ``None`` shows as —, booleans as yes / no."""
+    cols = dict(columns) if isinstance(columns, dict) else {c: c for c in columns}
+    out = ["| " + " | ".join(cols.values()) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(_cell(r.get(k)) for k in cols) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def show(markdown_text: str) -> None:
+    """Display Markdown as rendered text (wraps at word boundaries, never mid-number)."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(markdown_text))
+
+
+def show_table(rows, columns, *, caption: str | None = None) -> None:
+    """Display :func:`markdown_table` rendered, with an optional caption line above it."""
+    show((f"{caption}\n\n" if caption else "") + markdown_table(rows, columns))
+
+
+def live_note(what: str, noise: str) -> None:
+    """Label a live cell: in fast mode, a demonstration of the mechanics whose numbers are noise
+    (``noise`` says how much); in full mode, what the run is. Displayed as rendered Markdown."""
+    if fast():
+        show(f"> **Live demonstration (fast mode)** — {what}. It shows the mechanics, not the result: "
+             f"{noise}. The numbers the text quotes come from the full run's results above.")
+    else:
+        show(f"> **Live run (full mode)** — {what}. {noise[:1].upper() + noise[1:]}.")

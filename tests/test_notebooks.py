@@ -37,5 +37,8 @@ def test_start_here_runs_and_prints_the_reach():
     narrow = spread(build_masks(AttentionPattern(window=32), layout, 6), layout.prompt_positions)
     assert narrow.summary(readout=layout.readout_position) in text
     assert "89 % of tokens (905 of 1022) are never reached" in text  # the prose's "about 89 %"
-    assert "window 32 + global prompt   share reached after 6 layers: 100.0%" in text
+    # side by side: one small-multiples grid, the share reached in each panel's title
+    assert "window 32: 11% reached" in text and "window 32 + global prompt: 100% reached" in text
+    # bertviz: real attention of the embedded model on a short sentence, prompt tokens labelled
+    assert "extra" in text and "&lt;p0&gt;" in text or "<p0>" in text
     assert text.count('class="plotly-graph-div"') >= 5  # figures rendered as HTML (notebook renderer)
