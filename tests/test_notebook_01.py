@@ -19,12 +19,13 @@ def text():
 def test_patterns_costs_and_receptive_field(text):
     layout = plain_layout(62)
     bigbird = AttentionPattern(window=8, block_size=4, random_blocks=1, global_positions=bigbird_global_positions(4, 64))
-    assert f"BigBird blocks            {describe(bigbird):58s} pairs {allowed_pairs(bigbird, layout, 0):5d} of 4096" in text
-    assert "sliding (Longformer)      window=8" in text and "pairs   556 of 4096" in text  # 64*9 - 2*(4+3+2+1)
-    assert "causal sliding (Mistral)  causal window=8" in text and "pairs   484 of 4096" in text  # 64*8 - 28
+    assert f"| BigBird blocks | `{describe(bigbird)}` | {allowed_pairs(bigbird, layout, 0)} |" in text
+    assert "| sliding (Longformer) | `window=8` | 556 |" in text       # 64*9 - 2*(4+3+2+1)
+    assert "| causal sliding (Mistral) | `causal window=8` | 484 |" in text   # 64*8 - 28
+    assert "Six patterns on 64 tokens" in text
     full = attention_cost(None, 16384, 12, 12, 64)
     win = attention_cost(AttentionPattern(window=512), 16384, 12, 12, 64, implementation="sparse")
-    assert f" 16384 {full.pairs:14,d} {win.pairs:13,d} {full.peak_bytes / 2**20:9.0f}" in text
+    assert f"| 16,384 | {full.pairs:,} | {win.pairs:,} | {full.peak_bytes / 2**20:,.0f} |" in text
     assert full.pairs == 12 * 16384 ** 2
     assert round(full.peak_bytes / 2**30) == 25 and win.peak_bytes < 2**30      # what the prose says
     text_layout = PromptPlacement("infix", n_tokens=1, at=500).layout(text_len=1000)
