@@ -164,6 +164,22 @@ def _row(t: torch.Tensor | None, index: int):
     return t[index if t.shape[0] > 1 else 0] if t.dim() == 2 else t
 
 
+def _real_positions(inputs: Mapping, index: int) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """``(L_in, valid, remap)`` of sequence ``index``: its input length, the positions whose
+    ``attention_mask`` is not 0 (long ``(L,)``), and each input position's unpadded index (-1 for padding)."""
+    ref = inputs.get("input_ids") if inputs.get("input_ids") is not None else inputs.get("inputs_embeds")
+    if ref is None:
+        raise ValueError("inputs need input_ids or inputs_embeds")
+    if not 0 <= index < ref.shape[0]:
+        raise ValueError(f"index {index} is outside the batch of {ref.shape[0]}")
+    L_in = ref.shape[1]
+    am = _row(inputs.get("attention_mask"), index)
+    valid = torch.arange(L_in) if am is None else torch.nonzero(am.cpu() != 0).flatten()
+    remap = torch.full((L_in,), -1, dtype=torch.long)
+    remap[valid] = torch.arange(len(valid))
+    return L_in, valid, remap
+
+
 def capture_attention(model, inputs: Mapping, *, layers: Iterable[int] | int | None = None,
                       heads: Iterable[int] | int | None = None, pool: int | None = None,
                       keep: Iterable[int] | SequenceLayout | None = None, index: int = 0,
@@ -194,17 +210,8 @@ def capture_attention(model, inputs: Mapping, *, layers: Iterable[int] | int | N
     """
     cfg = config_of(model)
     family = cfg.model_type
-    ref = inputs.get("input_ids") if inputs.get("input_ids") is not None else inputs.get("inputs_embeds")
-    if ref is None:
-        raise ValueError("inputs need input_ids or inputs_embeds")
-    L_in = ref.shape[1]
-    if not 0 <= index < ref.shape[0]:
-        raise ValueError(f"index {index} is outside the batch of {ref.shape[0]}")
-    am = _row(inputs.get("attention_mask"), index)
-    valid = torch.arange(L_in) if am is None else torch.nonzero(am.cpu() != 0).flatten()
+    L_in, valid, remap = _real_positions(inputs, index)
     L = len(valid)
-    remap = torch.full((L_in,), -1, dtype=torch.long)
-    remap[valid] = torch.arange(L)
     if isinstance(keep, SequenceLayout):
         if keep.length != L:
             raise ValueError(f"the layout has {keep.length} positions but the input has {L}")
@@ -319,17 +326,8 @@ def capture_rows(model, inputs: Mapping, rows: Iterable[int] | SequenceLayout, p
         pattern, layout: as for :func:`capture_attention`'s ``pattern=``.
         layers, heads, index: as for :func:`capture_attention`.
     """
-    ref = inputs.get("input_ids") if inputs.get("input_ids") is not None else inputs.get("inputs_embeds")
-    if ref is None:
-        raise ValueError("inputs need input_ids or inputs_embeds")
-    if not 0 <= index < ref.shape[0]:
-        raise ValueError(f"index {index} is outside the batch of {ref.shape[0]}")
-    L_in = ref.shape[1]
-    am = _row(inputs.get("attention_mask"), index)
-    valid = torch.arange(L_in) if am is None else torch.nonzero(am.cpu() != 0).flatten()
+    _, valid, remap = _real_positions(inputs, index)
     L = len(valid)
-    remap = torch.full((L_in,), -1, dtype=torch.long)
-    remap[valid] = torch.arange(L)
     if isinstance(rows, SequenceLayout):
         rows = tuple(rows.prompt_positions) + (rows.readout_position,)
     rows = tuple(int(r) for r in rows)
