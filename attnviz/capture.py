@@ -252,42 +252,56 @@ def _run_tiled(model, inputs, pattern, layout, on_tile) -> None:
         m(**inputs)
 
 
-def _capture_tiled(model, inputs, index, layers, heads, reducer, valid, remap, check_size, notes, pattern, layout):
-    """Any model under ``with_pattern``: probabilities reduced tile by tile as the tiled backend computes them."""
+def _collect_tiles(model, inputs, index, layers, heads, remap, pattern, layout, shape, add,
+                   on_heads=None) -> tuple[tuple[int, ...], tuple[int, ...], torch.Tensor]:
+    """One tiled forward; every tile of sequence ``index`` in the chosen layers goes to
+    ``add(acc (h, *shape), q_valid, k_valid, probs (h, tq, nk))`` (unpadded positions, -1 for
+    padding) with the chosen heads only. Returns ``(layers, heads, values (layers, h, *shape))``."""
     layers = _select("layers", layers, num_layers(model))
     wanted = set(layers)
     acc: dict[int, torch.Tensor] = {}
-    state = {"heads": None}
+    chosen: list = []
 
     def on_tile(layer, b, q_pos, k_pos, probs):
         if b != index or layer not in wanted:
             return
-        if state["heads"] is None:
-            state["heads"] = _select("heads", heads, probs.shape[0])
-            check_size(len(layers), len(state["heads"]))
+        if not chosen:
+            chosen.append(_select("heads", heads, probs.shape[0]))
+            if on_heads is not None:
+                on_heads(len(layers), len(chosen[0]))
         device = probs.device
         if layer not in acc:
-            acc[layer] = torch.zeros(len(state["heads"]), reducer.U, reducer.U, device=device)
-        q_valid, k_valid = remap.to(device)[q_pos], remap.to(device)[k_pos]
-        rows, cols = q_valid >= 0, k_valid >= 0
-        p = probs[list(state["heads"])][:, rows][:, :, cols]                 # (h, tq', nk')
-        uq, uk = q_valid[rows], k_valid[cols]
-        if reducer.exact:
-            acc[layer][:, uq[:, None], uk[None, :]] = p
-        else:
-            unit_of = reducer.unit_of.to(device)
-            per_unit = p.new_zeros(p.shape[0], p.shape[1], reducer.U).index_add_(2, unit_of[uk], p)
-            acc[layer].index_add_(1, unit_of[uq], per_unit)
+            acc[layer] = torch.zeros(len(chosen[0]), *shape, device=device)
+        add(acc[layer], remap.to(device)[q_pos], remap.to(device)[k_pos], probs[list(chosen[0])])
 
     _run_tiled(model, inputs, pattern, layout, on_tile)
-    if state["heads"] is None:
+    if not chosen:
         raise ValueError("the forward pass computed no attention tile for this sequence")
-    h = len(state["heads"])
-    values = torch.stack([acc[l] if l in acc else torch.zeros(h, reducer.U, reducer.U) for l in layers]).cpu()
+    h = len(chosen[0])
+    values = torch.stack([acc[l].cpu() if l in acc else torch.zeros(h, *shape) for l in layers])
+    return layers, chosen[0], values
+
+
+def _capture_tiled(model, inputs, index, layers, heads, reducer, valid, remap, check_size, notes, pattern, layout):
+    """Any model under ``with_pattern``: probabilities reduced tile by tile as the tiled backend computes them."""
+
+    def add(acc, q_valid, k_valid, probs):
+        rows, cols = q_valid >= 0, k_valid >= 0
+        p = probs[:, rows][:, :, cols]                                       # (h, tq', nk')
+        uq, uk = q_valid[rows], k_valid[cols]
+        if reducer.exact:
+            acc[:, uq[:, None], uk[None, :]] = p
+        else:
+            unit_of = reducer.unit_of.to(p.device)
+            per_unit = p.new_zeros(p.shape[0], p.shape[1], reducer.U).index_add_(2, unit_of[uk], p)
+            acc.index_add_(1, unit_of[uq], per_unit)
+
+    layers, heads, values = _collect_tiles(model, inputs, index, layers, heads, remap, pattern, layout,
+                                           (reducer.U, reducer.U), add, on_heads=check_size)
     if not reducer.exact:
         values = values / reducer.norm
     notes.append("exact probabilities computed on the pattern's non-empty 128 x 128 tiles only (backend='tiled')")
-    return values, layers, state["heads"], "tiled"
+    return values, layers, heads, "tiled"
 
 
 @dataclass(frozen=True, eq=False)
@@ -336,33 +350,15 @@ def capture_rows(model, inputs: Mapping, rows: Iterable[int] | SequenceLayout, p
         raise ValueError(f"rows {bad or list(rows)} are not positions in [0, {L})")
     row_of = torch.full((L,), -1, dtype=torch.long)
     row_of[torch.tensor(rows)] = torch.arange(len(rows))
-    layers = _select("layers", layers, num_layers(model))
-    wanted = set(layers)
-    acc: dict[int, torch.Tensor] = {}
-    state = {"heads": None}
 
-    def on_tile(layer, b, q_pos, k_pos, probs):
-        if b != index or layer not in wanted:
-            return
-        device = probs.device
-        q_valid, k_valid = remap.to(device)[q_pos], remap.to(device)[k_pos]
-        r = torch.where(q_valid >= 0, row_of.to(device)[q_valid.clamp(min=0)], -1)
+    def add(acc, q_valid, k_valid, probs):
+        r = torch.where(q_valid >= 0, row_of.to(probs.device)[q_valid.clamp(min=0)], -1)
         pick, cols = r >= 0, k_valid >= 0
-        if not bool(pick.any()):
-            return
-        if state["heads"] is None:
-            state["heads"] = _select("heads", heads, probs.shape[0])
-        if layer not in acc:
-            acc[layer] = torch.zeros(len(state["heads"]), len(rows), L, device=device)
-        p = probs[list(state["heads"])][:, pick][:, :, cols]
-        acc[layer][:, r[pick][:, None], k_valid[cols][None, :]] = p
+        acc[:, r[pick][:, None], k_valid[cols][None, :]] = probs[:, pick][:, :, cols]
 
-    _run_tiled(model, inputs, pattern, layout, on_tile)
-    if state["heads"] is None:
-        raise ValueError("the forward pass computed no attention tile for these rows")
-    h = len(state["heads"])
-    values = torch.stack([acc.get(l, torch.zeros(h, len(rows), L)).cpu() for l in layers])
-    return AttentionRows(values=values, rows=rows, layers=layers, heads=state["heads"], length=L)
+    layers, heads, values = _collect_tiles(model, inputs, index, layers, heads, remap, pattern, layout,
+                                           (len(rows), L), add)
+    return AttentionRows(values=values, rows=rows, layers=layers, heads=heads, length=L)
 
 
 def _capture_hooked(model, inputs, index, layers, heads, reducer, valid, remap, L_in, check_size, notes):
