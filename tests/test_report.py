@@ -133,3 +133,30 @@ def test_png_handouts_through_kaleido_and_system_chromium(run, tmp_path):
     assert names == ["log.png", "mask.png", "settings.png", "spread.png", "training.png"]
     for p in (tmp_path / "png").iterdir():
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+
+
+def test_cli_report_of_a_long_document_takes_the_tiled_path(run, tmp_path, capsys):
+    """--positions extends the model, --text-file gives a 5,000-token document: above 2,048 positions the
+    influence map and the attention figure are computed tile by tile, pooled with the prompt exact."""
+    from attnviz.report import read_run, report_figures
+    from attnviz.models import load_model
+
+    root, _ = run
+    doc = tmp_path / "long.txt"
+    doc.write_text(" ".join(["the film was very good and the food was poor"] * 560))   # 5,040 words
+    out = tmp_path / "long.html"
+    assert main(["report", str(root / "run"), "--out", str(out), "--model", str(root / "model"),
+                 "--text-file", str(doc), "--positions", "6000"]) == 0
+    page = out.read_text()
+    length = int(re.search(r"\(([\d,]+) positions\)&#x27; \(tiled path\)", page).group(1).replace(",", ""))
+    assert 5000 < length <= 6000
+    model, tok, _ = load_model(str(root / "model"))
+    from attnviz.models import extend_positions
+
+    extend_positions(model, 6000, tokenizer=tok)
+    figs, notes = report_figures(read_run(root / "run"), model=model, tokenizer=tok, text=doc.read_text())
+    att = dict(figs)["attention"]
+    assert len(att.data[0].z) < length and "prompt kept exact" in att.layout.title.text
+    with pytest.raises(SystemExit):
+        main(["report", str(root / "run"), "--text", "a", "--text-file", str(doc)])
+    assert "give --text or --text-file, not both" in capsys.readouterr().err
