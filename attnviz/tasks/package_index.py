@@ -300,13 +300,11 @@ def download(file: IndexFile, dest: str | os.PathLike, *, sha256: str | None = N
     dest.mkdir(parents=True, exist_ok=True)
     part = dest / f".{file.filename}.part"
     target = dest / file.filename
-    fresh_retry_done = False
+    refused_once = False
     last_error = ""
-    attempt = 0
     from tqdm.auto import tqdm
 
-    while attempt < attempts:
-        attempt += 1
+    for attempt in range(1, attempts + 1):
         have = part.stat().st_size if part.exists() else 0
         try:
             response, resumed = _open(file.url, have, timeout)
@@ -342,11 +340,11 @@ def download(file: IndexFile, dest: str | os.PathLike, *, sha256: str | None = N
             os.replace(part, target)
             return target
         part.unlink(missing_ok=True)
-        if fresh_retry_done:
+        if refused_once:
             raise ChecksumMismatch(
                 f"{file.url} gave {got:,} bytes with sha256 {digest}, expected {' and '.join(expected)}"
                 f"{f' ({file.size:,} bytes)' if file.size is not None else ''}, twice; nothing was kept")
-        fresh_retry_done, attempt = True, max(attempt - 1, 0)  # one more try from the first byte
+        refused_once = True                      # the next attempt starts again from the first byte
     raise IndexUnreachable(f"could not download {file.url} after {attempts} attempts ({last_error}); "
                            f"the partial file {part} is kept and the next try resumes it")
 
