@@ -410,3 +410,19 @@ def test_longformer_measured_peak_matches_its_model():
         # measured within 6 % here (the target is 1.2x); the idealised sparse model was off 2.2-4.3x
         assert 0.9 <= row["ratio"] <= 1.1, row
         assert row["note"] == ""
+
+
+def test_measure_isolated_runs_the_measure_module_in_a_fresh_process():
+    # python -m attnviz.costs.measure, JSON in on stdin and out on stdout: the same configuration comes back,
+    # with MALLOC_ENV applied (no note) and the function attnviz.costs.measure still the function afterwards
+    from attnviz import costs
+    from attnviz.costs import measure_isolated
+
+    p = AttentionPattern(window=8, global_positions=(0,))
+    (m,) = measure_isolated([dict(pattern=p, layout=64, num_heads=2, head_dim=8, backend="dense", repeats=1)])
+    assert (m.backend, m.length, m.num_heads, m.head_dim, m.dtype) == ("dense", 64, 2, 8, "float32")
+    assert m.predicted == attention_cost(p, 64, 1, 2, 8).per_layer[0]
+    assert m.note == "" or not cpu_peak_supported()
+    assert callable(costs.measure)
+    with pytest.raises(TypeError, match="plain lengths"):
+        measure_isolated([dict(pattern=p, layout=PromptPlacement, num_heads=2, head_dim=8)])
