@@ -60,10 +60,21 @@ def test_placement_notebook():
     assert _row(training, "prefix")[2:] == "pruned: 97 of 148 positions".split()
     for arm in ("head only", "prefix", "suffix", "suffix + global"):
         assert 0.0 <= float(_row(training, arm)[0]) <= 1.0
+    # what the prose says of the live runs, true in fast mode too: the pruned suffix run *is* the head alone
+    assert _row(training, "suffix")[0] == _row(training, "head only")[0]
+    assert "Live demonstration (fast mode)" in text
+    # accuracies quoted in the prose come from the full sweep's results file, dated, as a chart
+    assert "Full sweep of 2026-11-28" in text
+    assert "Placement × window × global prompt" in text     # the 16 arms as one small-multiples grid
 
     # 5. frozen prompts: the far (suffix) prompt leaves [CLS]'s features bit for bit unchanged
     frozen = _section(text, "frozen prompt (window 32)")
     assert _row(frozen, "random vectors, suffix") == _row(frozen, "no prompt")
+    # the ordering the prose states: [SEP] copies cost least, real words and random vectors more
+    sep = float(_row(frozen, "[SEP] copies")[0])
+    assert all(sep > float(_row(frozen, arm)[0]) for arm in ('"." copies', "random vocabulary", "random vectors"))
     assert "chance = 0.20" in text
-    assert text.count('class="plotly-graph-div"') == 3
+    assert text.count('class="plotly-graph-div"') == 5
+    for word in ("issue #", "the seed's", "the issue's"):
+        assert word not in "".join(c.source for c in nb.cells)
     print(f"03 ran in {seconds:.0f} s")
