@@ -19,6 +19,25 @@ Window semantics follow the models users know:
 * ``random_blocks=r`` (BigBird): the sequence is cut into blocks of ``block_size``; each query block
   also sees ``r`` key blocks drawn, per layer, from ``numpy.random.default_rng([seed, layer])``
   among the blocks that are not its neighbours (under ``causal``: earlier blocks only).
+
+The mask zoo of modern decoders, each one more part (positions are absolute, as everywhere here):
+
+* ``prefix_lm=P`` (PaliGemma / T5-style prefix-LM, attention-gym's ``generate_prefix_lm_mask``):
+  the positions ``< P`` attend each other both ways, ``q < P and k < P``, an exception to
+  ``causal``. ``prefix_lm="prompt"`` makes the prefix end with the layout's last prompt token (a
+  prefix placement: ``[CLS]`` and the prompt), so the prompt is bidirectional among itself. On a
+  full causal pattern this equals attention-gym's ``(k < P) | causal``; on a causal window the
+  prefix does not widen the window of later queries (add ``global_positions`` for that).
+* ``sinks=S`` (StreamingLLM attention sinks): every query keeps the first ``S`` keys (``k < S``,
+  ``k <= q`` under causal) besides its window; sinks attend only as ordinary queries.
+* ``chunk=C`` (Llama 4's ``attention_chunk_size``, transformers' ``chunked_overlay``): the local
+  part (window, or full attention) stays inside chunks of ``C``: ``q // C == k // C``. Global
+  positions, sinks and random blocks still reach across chunks: a prompt in the sink stays visible.
+* ``documents=(n0, n1, ...)`` (packing, attention-gym's ``generate_doc_mask_mod``, transformers'
+  ``packed_sequence_mask_function``): the row holds documents of these lengths (summing to ``L``)
+  and no pair crosses a document boundary, whatever the other parts say.
+
+One layer allows ``same_document & (((window & chunk) | global | sink | random) & causal | prefix)``.
 """
 
 from __future__ import annotations
@@ -40,8 +59,14 @@ REASONS = (
     "allowed: global",
     "allowed: random block",
     "blocked: future token (causal)",
+    "allowed: prefix (bidirectional)",
+    "allowed: attention sink",
+    "blocked: outside the chunk",
+    "blocked: other document",
 )
-BLOCKED, WINDOW, GLOBAL, RANDOM, FUTURE = range(5)
+BLOCKED, WINDOW, GLOBAL, RANDOM, FUTURE, PREFIX, SINK, OUTSIDE_CHUNK, OTHER_DOCUMENT = range(9)
+#: The codes of allowed pairs.
+ALLOWED_CODES = (WINDOW, GLOBAL, RANDOM, PREFIX, SINK)
 
 
 @dataclass(frozen=True)
@@ -57,6 +82,12 @@ class AttentionPattern:
         random_blocks: BigBird random key blocks per query block (0 = none).
         block_size: block length for ``random_blocks``; required when ``random_blocks > 0``.
         seed: makes the random blocks reproducible.
+        prefix_lm: ``P`` (int >= 1), ``"prompt"`` (up to the layout's last prompt token) or None:
+            positions ``< P`` attend each other both ways (prefix-LM), even under ``causal``.
+        sinks: StreamingLLM attention sinks, int >= 0: every query keeps the first ``sinks`` keys.
+        chunk: int >= 1, per-layer tuple of ``int | None``, or None: the window stays inside
+            chunks of this length (Llama 4's ``attention_chunk_size``).
+        documents: lengths of the packed documents, summing to ``L``; () = one document.
     """
 
     window: int | tuple[int | None, ...] | None = None
@@ -67,12 +98,16 @@ class AttentionPattern:
     random_blocks: int = 0
     block_size: int | None = None
     seed: int = 0
+    prefix_lm: int | str | None = None
+    sinks: int = 0
+    chunk: int | tuple[int | None, ...] | None = None
+    documents: tuple[int, ...] = ()
 
     def __post_init__(self):
         # Normalise sequences to tuples so patterns are hashable and compare by value.
         # Only integer-valued entries become ints; floats, strings and bools stay as given so the
         # checks below reject them instead of silently truncating 2.5 -> 2 or True -> 1.
-        for name in ("window", "dilation", "global_positions"):
+        for name in ("window", "dilation", "global_positions", "chunk", "documents"):
             value = getattr(self, name)
             if isinstance(value, (np.ndarray, torch.Tensor)):
                 value = value.tolist()
@@ -123,17 +158,36 @@ class AttentionPattern:
             raise TypeError(f"seed must be an int, got {self.seed!r}")
         if self.seed < 0:  # numpy.random.default_rng([seed, layer]) needs non-negative entries
             raise ValueError(f"seed must be >= 0, got {self.seed}")
-        self.per_layer  # window and dilation tuples must agree on the number of layers
+        if self.prefix_lm is not None and self.prefix_lm != "prompt" and (not is_int(self.prefix_lm) or self.prefix_lm < 1):
+            raise ValueError(f"prefix_lm must be an int >= 1 (the prefix length P: positions < P attend each other "
+                             f"both ways), \"prompt\" (up to the last prompt token) or None; got {self.prefix_lm!r}")
+        if not is_int(self.sinks) or self.sinks < 0:
+            raise ValueError(f"sinks must be an int >= 0 (how many first positions every query keeps, "
+                             f"StreamingLLM uses 4), got {self.sinks!r}")
+        if isinstance(self.chunk, tuple) and not self.chunk:
+            raise ValueError("chunk=() has no layers; give an int, None, or one entry per layer")
+        for c in self.chunk if isinstance(self.chunk, tuple) else (self.chunk,):
+            if c is not None and (not is_int(c) or c < 1):
+                raise ValueError(f"chunk must be an int >= 1 (Llama 4's attention_chunk_size), a per-layer tuple "
+                                 f"of ints/None, or None; got {c!r}")
+        if not isinstance(self.documents, tuple):
+            raise TypeError(f"documents must be a tuple of document lengths, e.g. documents=(100, 60), "
+                            f"got {self.documents!r}")
+        bad = [n for n in self.documents if not is_int(n) or n < 1]
+        if bad:
+            raise ValueError(f"documents are lengths (ints >= 1) summing to the sequence length, got {bad} "
+                             f"in documents={self.documents!r}")
+        self.per_layer  # window, dilation and chunk tuples must agree on the number of layers
 
     # ---- per-layer views -------------------------------------------------------------------
     @property
     def per_layer(self) -> int | None:
         """Number of layers the pattern is written for (tuple lengths), or None if uniform."""
-        lengths = {len(v) for v in (self.window, self.dilation) if isinstance(v, tuple)}
+        lengths = {len(v) for v in (self.window, self.dilation, self.chunk) if isinstance(v, tuple)}
         if len(lengths) > 1:
-            raise ValueError(f"window and dilation tuples have different lengths {sorted(lengths)} "
-                             f"(window={self.window!r}, dilation={self.dilation!r}); give one entry per layer in "
-                             f"both, or a single int for the one that is the same in every layer")
+            raise ValueError(f"window, dilation and chunk tuples have different lengths {sorted(lengths)} "
+                             f"(window={self.window!r}, dilation={self.dilation!r}, chunk={self.chunk!r}); give one "
+                             f"entry per layer in each, or a single value for one that is the same in every layer")
         return lengths.pop() if lengths else None
 
     def check_layers(self, num_layers: int) -> None:
@@ -144,7 +198,8 @@ class AttentionPattern:
         if n is not None and n != num_layers:
             raise ValueError(
                 f"the pattern has per-layer settings for {n} layers but the model has {num_layers}; "
-                f"give exactly {num_layers} entries (window={self.window!r}, dilation={self.dilation!r})"
+                f"give exactly {num_layers} entries (window={self.window!r}, dilation={self.dilation!r}, "
+                f"chunk={self.chunk!r})"
             )
 
     def _check_layer(self, layer: int) -> None:
@@ -159,6 +214,35 @@ class AttentionPattern:
     def dilation_at(self, layer: int) -> int:
         self._check_layer(layer)
         return self.dilation[layer] if isinstance(self.dilation, tuple) else self.dilation
+
+    def chunk_at(self, layer: int) -> int | None:
+        self._check_layer(layer)
+        return self.chunk[layer] if isinstance(self.chunk, tuple) else self.chunk
+
+    def prefix_length(self, layout: SequenceLayout | int) -> int:
+        """``P`` of ``prefix_lm`` on this layout (0 = no prefix): ``"prompt"`` ends after the last
+        prompt position; an int longer than the layout is an error."""
+        layout = as_layout(layout)
+        if self.prefix_lm is None:
+            return 0
+        if self.prefix_lm == "prompt":
+            if not layout.prompt_positions:
+                raise ValueError('prefix_lm="prompt" needs a layout with a prompt; give prefix_lm=P instead')
+            return max(layout.prompt_positions) + 1
+        if self.prefix_lm > layout.length:
+            raise ValueError(f"prefix_lm={self.prefix_lm} is longer than the layout ({layout.length} positions); "
+                             f"give at most {layout.length}")
+        return int(self.prefix_lm)
+
+    def document_ids(self, layout: SequenceLayout | int) -> torch.Tensor | None:
+        """long ``(L,)``: the document of every position, or None without ``documents``."""
+        layout = as_layout(layout)
+        if not self.documents:
+            return None
+        if sum(self.documents) != layout.length:
+            raise ValueError(f"documents={self.documents!r} sum to {sum(self.documents)} but the layout has "
+                             f"{layout.length} positions; give lengths that sum to {layout.length}")
+        return torch.repeat_interleave(torch.arange(len(self.documents)), torch.tensor(self.documents))
 
     def global_mask(self, layout: SequenceLayout | int) -> torch.Tensor:
         """bool ``(L,)``: positions with global attention (``global_positions`` and, with
@@ -351,6 +435,42 @@ def random_part(table: torch.Tensor | None, block_size: int, device=None) -> Mas
     return random_blocks
 
 
+def chunk_part(chunk: int, device=None) -> MaskFn:
+    """``q // chunk == k // chunk`` (transformers' ``chunked_overlay`` without left padding)."""
+    size = torch.tensor(chunk, device=device)
+
+    def same_chunk(b, h, q_idx, kv_idx):
+        return torch.div(q_idx, size, rounding_mode="floor") == torch.div(kv_idx, size, rounding_mode="floor")
+    return same_chunk
+
+
+def sink_part(sinks: int, device=None) -> MaskFn:
+    """StreamingLLM attention sinks: ``k < sinks`` for every query."""
+    n = torch.tensor(sinks, device=device)
+
+    def sink(b, h, q_idx, kv_idx):
+        return (kv_idx < n) & (q_idx >= 0)
+    return sink
+
+
+def prefix_part(prefix: int, device=None) -> MaskFn:
+    """Prefix-LM: ``q < prefix and k < prefix`` (both ways)."""
+    n = torch.tensor(prefix, device=device)
+
+    def prefix_lm(b, h, q_idx, kv_idx):
+        return (q_idx < n) & (kv_idx < n)
+    return prefix_lm
+
+
+def document_part(document: torch.Tensor, device=None) -> MaskFn:
+    """Packed documents: ``document[q] == document[k]`` (``document``: long ``(L,)`` ids)."""
+    table = document.to(device)
+
+    def same_document(b, h, q_idx, kv_idx):
+        return table[q_idx] == table[kv_idx]
+    return same_document
+
+
 @dataclass(frozen=True)
 class LayerRule:
     """Who may attend whom in one layer, as the named parts of :func:`layer_rule`.
@@ -367,6 +487,12 @@ class LayerRule:
         is_global: bool ``(L,)``: positions with global attention.
         random: bool ``(nb, nb)`` random key blocks per query block, or None.
         block_size: the random blocks' length (None without them).
+        chunk: the window stays inside chunks of this length (None: no chunks).
+        sinks: the first ``sinks`` keys every query keeps.
+        prefix: ``P``: positions ``< P`` attend each other both ways (0: no prefix).
+        document: long ``(L,)`` document of every position, or None (one document).
+
+    With the zoo's parts: ``same_document & (((window & chunk) | global | sink | random) & causal | prefix)``.
     """
 
     length: int
@@ -376,6 +502,10 @@ class LayerRule:
     is_global: torch.Tensor
     random: torch.Tensor | None
     block_size: int | None
+    chunk: int | None = None
+    sinks: int = 0
+    prefix: int = 0
+    document: torch.Tensor | None = None
 
     @property
     def span(self) -> tuple[int, int]:
@@ -393,35 +523,65 @@ class LayerRule:
         """long ``(G,)``: the global positions, ascending."""
         return self.is_global.nonzero().flatten()
 
+    @property
+    def sink_count(self) -> int:
+        """Sinks that exist on this length: ``min(sinks, L)``."""
+        return min(self.sinks, self.length)
+
+    def band(self, device=None) -> MaskFn:
+        """The window alone (full attention for ``window=None``), before chunking."""
+        return full_part() if self.window is None else window_part(self.window, self.causal, self.dilation, device)
+
     def parts(self, device=None) -> dict[str, MaskFn]:
-        """The parts that allow pairs, by name (``"window"``, then ``"global"`` and ``"random"``
-        where the layer has them), each a :data:`MaskFn` with its tensors on ``device``. The
-        ``"causal"`` constraint is :meth:`constraint`."""
-        out = {"window": full_part() if self.window is None
-               else window_part(self.window, self.causal, self.dilation, device)}
+        """The parts that allow pairs under :meth:`constraint`, by name (``"window"``, then
+        ``"global"``, ``"sink"`` and ``"random"`` where the layer has them), each a :data:`MaskFn`
+        with its tensors on ``device``. ``"window"`` is the band kept inside its chunk
+        (:meth:`band` ``& chunk``). The prefix (:meth:`exception`) and the documents
+        (:meth:`boundary`) stand outside these."""
+        band = self.band(device)
+        out = {"window": band if self.chunk is None else and_masks(band, chunk_part(self.chunk, device))}
         g = global_part(self.is_global, device)
         if g is not None:
             out["global"] = g
+        if self.sink_count:
+            out["sink"] = sink_part(self.sink_count, device)
         r = random_part(self.random, self.block_size, device) if self.random is not None else None
         if r is not None:
             out["random"] = r
         return out
 
     def constraint(self) -> MaskFn | None:
-        """The part every allowed pair must also pass: ``causal`` (``k <= q``), or None."""
+        """The part every pair of :meth:`parts` must also pass: ``causal`` (``k <= q``), or None."""
         return causal_part() if self.causal else None
 
+    def exception(self, device=None) -> MaskFn | None:
+        """Pairs allowed whatever the causal constraint says: the prefix-LM square, or None."""
+        return prefix_part(self.prefix, device) if self.prefix else None
+
+    def boundary(self, device=None) -> MaskFn | None:
+        """The part every allowed pair must pass, the prefix's too: same document, or None."""
+        return document_part(self.document, device) if self.document is not None else None
+
     def mask_fn(self, device=None) -> MaskFn:
-        """The smallest composition of the parts this layer needs: ``(window | global | random) &
-        causal``, dropping what is absent or implied (a causal window needs no causal test of its own)."""
+        """The smallest composition of the parts this layer needs:
+        ``same_document & (((window & chunk) | global | sink | random) & causal | prefix)``,
+        dropping what is absent or implied (a causal window needs no causal test of its own)."""
         parts = self.parts(device)
-        if self.window is None and not self.causal:
-            return parts["window"]                       # full attention: nothing can add to it
-        if self.window is None:                          # full causal: the window part is redundant
-            return causal_part()
-        allowed = or_masks(*parts.values())
-        if self.causal and len(parts) > 1:               # a causal band alone is already causal
-            allowed = and_masks(allowed, causal_part())
+        if self.window is None and self.chunk is None and not self.causal:
+            allowed = parts["window"]                    # full attention: nothing can add to it
+        elif self.window is None and self.chunk is None:  # full causal: the window part is redundant
+            allowed = causal_part()
+        else:
+            allowed = or_masks(*parts.values())
+            # a causal band alone is already causal; a chunk of full attention is not
+            if self.causal and (len(parts) > 1 or self.window is None):
+                allowed = and_masks(allowed, causal_part())
+        prefix = self.exception(device)
+        if prefix is not None:
+            allowed = or_masks(allowed, prefix)
+        boundary = self.boundary(device)
+        if boundary is not None:
+            allowed = and_masks(allowed, boundary)
         return allowed
 
     def evaluate(self, fn: MaskFn, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -439,7 +599,9 @@ def layer_rule(pattern: AttentionPattern, layout: SequenceLayout | int, layer: i
     return LayerRule(length=layout.length, causal=pattern.causal, window=pattern.window_at(layer),
                      dilation=pattern.dilation_at(layer), is_global=pattern.global_mask(layout),
                      random=pattern.random_block_table(layer, layout.length),
-                     block_size=pattern.block_size if pattern.random_blocks else None)
+                     block_size=pattern.block_size if pattern.random_blocks else None,
+                     chunk=pattern.chunk_at(layer), sinks=pattern.sinks,
+                     prefix=pattern.prefix_length(layout), document=pattern.document_ids(layout))
 
 
 def allowed(pattern: AttentionPattern, layout: SequenceLayout | int, layer: int,
@@ -469,19 +631,34 @@ def build_masks(pattern: AttentionPattern, layout: SequenceLayout | int, num_lay
 
 
 def mask_reasons(pattern: AttentionPattern, layout: SequenceLayout | int, layer: int) -> torch.Tensor:
-    """uint8 ``(L, L)``: why each pair is allowed or blocked, codes index :data:`REASONS`
-    (window first, then global, then random block; blocked pairs say whether causality blocked them)."""
+    """uint8 ``(L, L)``: why each pair is allowed or blocked, codes index :data:`REASONS`.
+
+    Allowed: window first, then global, sink, random block, and prefix for pairs only the prefix
+    allows. Blocked: other document before anything else; then future token (causal); then outside
+    the chunk (a different chunk); else outside the window."""
     rule = layer_rule(pattern, layout, layer)
     L = rule.length
-    q = torch.arange(L)[:, None]
-    k = torch.arange(L)[None, :]
-    out = torch.full((L, L), BLOCKED, dtype=torch.uint8)
+    return reason_grid(rule, torch.arange(L)[:, None], torch.arange(L)[None, :])
+
+
+def reason_grid(rule: LayerRule, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """uint8, the broadcast shape of ``q`` and ``k``: :func:`mask_reasons` codes of ``rule`` on
+    those index tensors (a sub-grid of the ``(L, L)`` pairs)."""
+    shape = torch.broadcast_shapes(q.shape, k.shape)
+    out = torch.full(shape, BLOCKED, dtype=torch.uint8)
+    if rule.chunk is not None:
+        out[~rule.evaluate(chunk_part(rule.chunk), q, k)] = OUTSIDE_CHUNK
     parts = rule.parts()
-    for name, code in (("random", RANDOM), ("global", GLOBAL), ("window", WINDOW)):
+    for name, code in (("random", RANDOM), ("sink", SINK), ("global", GLOBAL), ("window", WINDOW)):
         if name in parts:
             out[rule.evaluate(parts[name], q, k)] = code
     if rule.causal:
         out[~rule.evaluate(causal_part(), q, k)] = FUTURE
+    if rule.prefix:
+        blocked = (out == BLOCKED) | (out == FUTURE) | (out == OUTSIDE_CHUNK)
+        out[blocked & rule.evaluate(rule.exception(), q, k)] = PREFIX
+    if rule.document is not None:
+        out[~rule.evaluate(rule.boundary(), q, k)] = OTHER_DOCUMENT
     return out
 
 
@@ -516,4 +693,13 @@ def describe(pattern: AttentionPattern) -> str:
     if pattern.random_blocks:
         s = "" if pattern.random_blocks == 1 else "s"
         parts.append(f"{pattern.random_blocks} random block{s} of {pattern.block_size} (seed {pattern.seed})")
+    if pattern.prefix_lm is not None:
+        parts.append("prefix-LM over the prompt" if pattern.prefix_lm == "prompt" else f"prefix-LM P={pattern.prefix_lm}")
+    if pattern.sinks:
+        parts.append(f"{pattern.sinks} sink{'s' if pattern.sinks != 1 else ''}")
+    if pattern.chunk is not None:
+        parts.append("chunk=" + (",".join("none" if c is None else str(c) for c in pattern.chunk)
+                                 if isinstance(pattern.chunk, tuple) else str(pattern.chunk)))
+    if pattern.documents:
+        parts.append(f"{len(pattern.documents)} packed documents")
     return ", ".join(parts)
