@@ -129,28 +129,39 @@ def first_layer_of(reached: torch.Tensor) -> torch.Tensor:
     return torch.where(any_, first, torch.full_like(first, -1)).to(torch.int64)
 
 
-def _window_hits(reached: np.ndarray, window: int | None, dilation: int, causal: bool) -> np.ndarray:
-    """bool ``(L,)``: queries with a reached key inside their (dilated) window. O(L) via prefix sums
-    over each residue class mod ``dilation``. (numpy: a few ops on L values per layer, where
-    torch's per-op overhead would dominate.)"""
+def _window_hits(reached: np.ndarray, window: int | None, dilation: int, causal: bool,
+                 lo_bound: np.ndarray | None = None, hi_bound: np.ndarray | None = None) -> np.ndarray:
+    """bool ``(L,)``: queries with a reached key inside their (dilated) window, kept within the
+    per-query key range ``[lo_bound[q], hi_bound[q]]`` where given (the query's chunk and document).
+    O(L) via prefix sums over each residue class mod ``dilation``. (numpy: a few ops on L values per
+    layer, where torch's per-op overhead would dominate.)"""
     L = reached.shape[0]
+    q = np.arange(L)
     if window is None:
-        if not causal:
-            return np.full(L, bool(reached.any()))
-        return np.logical_or.accumulate(reached)
-    d = dilation
+        d, left, right = 1, L, (0 if causal else L)
+    else:
+        d = dilation
+        left, right = ((window - 1) * d, 0) if causal else ((window // 2) * d, (window // 2) * d)
+    lo, hi = np.maximum(q - left, 0), np.minimum(q + right, L - 1)
+    if lo_bound is not None:
+        lo, hi = np.maximum(lo, lo_bound), np.minimum(hi, hi_bound)
     m = -(-L // d)
     padded = np.zeros(m * d, dtype=np.int32)
     padded[:L] = reached
     cs = np.zeros((m + 1, d), dtype=np.int32)
     np.cumsum(padded.reshape(m, d), axis=0, out=cs[1:])  # cs[j, c]: reached among c, c+d, .. (j terms)
-    i = np.arange(m)
-    if causal:   # keys q, q-d, ..., q-(w-1)d  -> subsequence indices [i-w+1, i]
-        lo, hi = np.maximum(i - window + 1, 0), i
-    else:        # |i - j| <= window // 2 within the residue class
-        lo, hi = np.maximum(i - window // 2, 0), np.minimum(i + window // 2, m - 1)
-    counts = cs[hi + 1] - cs[lo]                       # (m, d)
-    return (counts > 0).reshape(-1)[:L]
+    c = q % d
+    first = -((c - lo) // d)                              # ceil((lo - c) / d): keys c + j·d with j >= first
+    last = np.maximum((hi - c) // d, first - 1)
+    return cs[last + 1, c] - cs[first, c] > 0
+
+
+def _intervals(L: int, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """bool ``(L,)``: the union of ``[starts[i], stops[i])``."""
+    marks = np.zeros(L + 1, dtype=np.int64)
+    np.add.at(marks, starts, 1)
+    np.add.at(marks, stops, -1)
+    return np.cumsum(marks[:L]) > 0
 
 
 @contextlib.contextmanager
@@ -166,7 +177,8 @@ def one_thread():
 
 
 def spread_pattern(pattern, layout, num_layers: int, sources=None) -> Spread:
-    """:func:`spread` computed from the pattern's structure — bands, globals, random blocks — in
+    """:func:`spread` computed from the pattern's structure — bands (kept in their chunk), globals,
+    sinks, random blocks, the prefix square and document boundaries — in
     O(layers · (L + blocks²)) time and O(L) memory, never building ``(L, L)`` masks.
 
     Equal to ``spread(build_masks(pattern, layout, num_layers), sources)`` exactly (tested), so it
@@ -197,30 +209,48 @@ def _spread_pattern(pattern, layout, num_layers: int, sources) -> Spread:
     for layer in range(num_layers):
         rule = layer_rule(pattern, layout, layer)
         is_global = rule.is_global.numpy()
-        global_pos = np.flatnonzero(is_global)
-        new = current | _window_hits(current, rule.window, rule.dilation, rule.causal)
-        # Global rows see every (earlier, if causal) key; global columns are seen by every (later) query.
-        if rule.causal:
-            seen_before = np.logical_or.accumulate(current)
-            new |= is_global & seen_before
-            hit_globals = global_pos[current[global_pos]]
-            if hit_globals.size:
-                new |= positions >= int(hit_globals.min())
+        if rule.document is None:
+            doc_start, doc_stop = np.zeros(L, dtype=np.int64), np.full(L, L, dtype=np.int64)
         else:
-            if current.any():
-                new |= is_global
-            if current[global_pos].any():
-                new[:] = True
+            sizes = np.bincount(rule.document.numpy())
+            stops = np.cumsum(sizes)
+            doc_start, doc_stop = np.repeat(stops - sizes, sizes), np.repeat(stops, sizes)
+        lo, hi = doc_start, doc_stop - 1
+        if rule.chunk is not None:
+            chunk_start = positions - positions % rule.chunk
+            lo, hi = np.maximum(lo, chunk_start), np.minimum(hi, chunk_start + rule.chunk - 1)
+        new = current | _window_hits(current, rule.window, rule.dilation, rule.causal, lo, hi)
+        # reached keys before each position within its document (inclusive), for global rows
+        cum = np.concatenate(([0], np.cumsum(current)))
+        # Global rows see every (earlier, if causal) key of their document; global columns and sinks
+        # are seen by every (later) query of their document.
+        g = np.flatnonzero(is_global)
+        if g.size:
+            upto = g + 1 if rule.causal else doc_stop[g]
+            new[g[cum[upto] - cum[doc_start[g]] > 0]] = True
+        columns = is_global.copy()
+        columns[:rule.sink_count] = True
+        hit = np.flatnonzero(columns & current)
+        if hit.size:
+            new |= _intervals(L, hit if rule.causal else doc_start[hit], doc_stop[hit])
         table = rule.random
         if table is not None:
             bs = rule.block_size
             nb = table.shape[0]
-            padded = np.zeros(nb * bs, dtype=bool)
-            padded[:L] = current
-            block_hit = padded.reshape(nb, bs).any(1)                   # (nb,)
-            query_blocks = (table.numpy() & block_hit[None, :]).any(1)  # (nb,)
-            new |= np.repeat(query_blocks, bs)[:L]
+            docs = [(0, L)] if rule.document is None else list(zip(stops - sizes, stops))
+            for a, b in docs:
+                padded = np.zeros(nb * bs, dtype=bool)
+                padded[a:b] = current[a:b]
+                block_hit = padded.reshape(nb, bs).any(1)                   # (nb,)
+                query_blocks = (table.numpy() & block_hit[None, :]).any(1)  # (nb,)
+                new[a:b] |= np.repeat(query_blocks, bs)[a:b]
             # (random key blocks are all earlier blocks under causal, so no k <= q check is needed)
+        if rule.prefix:   # the prefix square, within each document: all of it once any of it is reached
+            starts = np.unique(doc_start[:rule.prefix])
+            for a in starts:
+                b = min(int(doc_stop[a]), rule.prefix)
+                if current[a:b].any():
+                    new[a:b] = True
         first[new & ~current] = layer + 1                               # = first_layer_of(reached)
         current = new
         rows.append(current)

@@ -179,3 +179,50 @@ def test_bad_values_against_the_layout():
         build_masks(AttentionPattern(prefix_lm=9), 8, 1)
     with pytest.raises(ValueError, match="needs a layout with a prompt"):
         build_masks(AttentionPattern(prefix_lm="prompt"), 8, 1)
+
+
+# ---- the structural paths equal the dense reference ---------------------------------------------
+from attnviz import spread                                            # noqa: E402
+from attnviz.spread import spread_pattern                             # noqa: E402
+
+L_ZOO = 37
+LAYOUT = PromptPlacement("prefix", n_tokens=4).layout(text_len=L_ZOO - 6)   # [CLS] 4 prompt 31 text [SEP]
+
+
+def zoo():
+    """Patterns of every family alone and composed with the existing parts (length 37, 2 layers)."""
+    docs = (9, 15, 13)
+    out = []
+    for causal in (True, False):
+        w = 3 if causal else 4
+        out += [
+            AttentionPattern(causal=causal, prefix_lm=7),
+            AttentionPattern(causal=causal, prefix_lm="prompt", window=w),
+            AttentionPattern(causal=causal, prefix_lm=12, window=w, global_positions=(3, 20), dilation=2),
+            AttentionPattern(causal=causal, sinks=4, window=w),
+            AttentionPattern(causal=causal, sinks=3, window=(w, None), global_prompt=True),
+            AttentionPattern(causal=causal, sinks=2, window=w, dilation=(1, 3), random_blocks=1, block_size=5),
+            AttentionPattern(causal=causal, chunk=8),
+            AttentionPattern(causal=causal, chunk=(5, None), window=w, sinks=2),
+            AttentionPattern(causal=causal, chunk=6, window=w, global_positions=(0, 13, 14, 30), dilation=2),
+            AttentionPattern(causal=causal, chunk=7, random_blocks=2, block_size=4, window=w, seed=3),
+            AttentionPattern(causal=causal, documents=docs),
+            AttentionPattern(causal=causal, documents=docs, window=w, global_positions=(0, 10, 30)),
+            AttentionPattern(causal=causal, documents=docs, window=w, random_blocks=2, block_size=4, sinks=2),
+            AttentionPattern(causal=causal, documents=docs, prefix_lm=12, chunk=5, window=w, sinks=1,
+                             global_prompt=True, dilation=2),
+            AttentionPattern(causal=causal, documents=(1, 36), prefix_lm=37, sinks=40, chunk=(3, 100),
+                             random_blocks=1, block_size=6, global_positions=(36,)),
+        ]
+    return out
+
+
+@pytest.mark.parametrize("pattern", zoo(), ids=lambda p: repr(p)[17:90])
+def test_spread_pattern_equals_dense(pattern):
+    masks = build_masks(pattern, LAYOUT, 2)
+    for sources in (None, [10], [0, 25], [36], [5, 6]):
+        src = LAYOUT.prompt_positions if sources is None else sources
+        dense = spread(masks, src)
+        fast = spread_pattern(pattern, LAYOUT, 2, sources=src)
+        assert torch.equal(fast.reached, dense.reached), (sources, fast.reached.int(), dense.reached.int())
+        assert torch.equal(fast.first_layer, dense.first_layer)
