@@ -142,6 +142,19 @@ def test_mean_embedding_baseline_and_sdpa_backend(bert):
     torch.testing.assert_close(sdpa.values, dense.values, rtol=1e-4, atol=1e-6)
     zeros = prompt_influence(*args)
     assert not torch.equal(zeros.values, dense.values)
+    # exact zeros where unreached are promised on dense and tiled, not on the fused kernels
+    assert [n for n in sdpa.notes if "exact zeros" in n] == [
+        "backend 'sdpa': exact zeros where unreached are only guaranteed on 'dense' and 'tiled'"]
+    tiled = prompt_influence(*args, baseline="mean", backend="tiled")
+    assert not any("exact zeros" in n for n in tiled.notes + dense.notes)
+    assert bool((tiled.values[~tiled.reached] == 0).all())
+
+
+def test_each_method_is_one_module_behind_a_dict():
+    from attnviz.influence import METHODS, METHODS_BY_NAME
+
+    assert tuple(METHODS_BY_NAME) == METHODS
+    assert all(callable(m.run_group) and callable(m.check) and callable(m.notes) for m in METHODS_BY_NAME.values())
 
 
 def test_decoder_readout_is_the_last_token():
