@@ -48,5 +48,5 @@ def test_layerwise_notebook():
     row = f"{name:26s}  " + " ".join(f"{v:.3f}" for v in per_layer.tolist()) + f"   {inf.mean[-1, 0]:.3f}"
     assert row in text
     assert "small early, large late gives the text the most prompt influence: " in text
-    assert text.count('class="plotly-graph-div"') == 4
+    assert text.count('class="plotly-graph-div"') == 4          # reach lines, one spread, mask, influence
     print(f"04 ran in {seconds:.0f} s")

@@ -49,4 +49,12 @@ def test_notebook_08_prints_the_cost_model():
         assert predicted == f"{cost.op_peak_bytes() / MiB:.2f}"
         if float(measured) >= 1:   # under 1 MiB is below page resolution
             assert 1 / 1.2 <= float(ratio) <= 1.2, (backend, L, measured, predicted)
+    # what the prose says of the measured rows: dense x4 per doubling, Longformer below dense at both lengths
+    got = {(b, int(L)): float(m) for b, L, m, _, _ in rows}
+    assert sorted({L for _, L in got}) == [1024, 2048]
+    for L in (1024, 2048):
+        assert got[("longformer", L)] < got[("dense", L)] and got[("sdpa", L)] < got[("longformer", L)]
+    assert 3.5 < got[("dense", 2048)] / got[("dense", 1024)] < 4.5
+    assert 1.6 < got[("longformer", 2048)] / got[("longformer", 1024)] < 2.4
+    assert "windowed (flex)" in text and "global 0" not in text    # the explorer's default: window 512, flex
     assert text.count('class="plotly-graph-div"') >= 1
