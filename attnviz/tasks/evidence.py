@@ -249,3 +249,73 @@ def evidence_far(dataset, filler_tokens: int = 256, filler: str | int = "the", s
     drop = [] if tokenized else [text_column]
     return dataset.map(transform, batched=True, remove_columns=drop, keep_in_memory=True,
                        desc=f"evidence far: {filler_tokens} x {filler!r}")
+
+
+def _place_row(ids: list[int], types: list[int] | None, fill: list[int], before: int, filler_tokens: int,
+               article_tokens: int) -> tuple[list[int], list[int]]:
+    """``[CLS] fill[:before] body fill[...] [SEP]`` of length ``filler_tokens + article_tokens + 2``."""
+    if len(ids) < 3:
+        raise ValueError(f"a row of {len(ids)} tokens has no text between its first and last token")
+    body = ids[1:-1][:article_tokens]
+    after = filler_tokens - before + (article_tokens - len(body))
+    new_ids = [ids[0]] + fill[:before] + body + fill[before:before + after] + [ids[-1]]
+    t = types[0] if types else 0
+    return new_ids, [t] * len(new_ids)
+
+
+def position_split(position: float, filler_tokens: int) -> int:
+    """Filler tokens in front of the article at ``position`` (0 = right after ``[CLS]``, 1 = at the
+    end): ``round(position * filler_tokens)``."""
+    if not isinstance(position, (int, float)) or isinstance(position, bool) or not 0 <= position <= 1:
+        raise ValueError(f"position must be a fraction of the free room in [0, 1], got {position!r}")
+    return int(round(position * filler_tokens))
+
+
+def evidence_at(dataset, position: float, filler_tokens: int = 128, article_tokens: int = 126, filler: str | int = "the",
+                seed: int = 0, *, tokenizer=None, text_column: str = "text"):
+    """The evidence-position variant: the article at a chosen position inside filler of fixed total length.
+
+    Every row is ``[CLS] + b filler + article + a filler + [SEP]`` with ``b = round(position *
+    filler_tokens)``, the article cut to ``article_tokens`` text tokens, and ``a`` filling the rest,
+    so every row has exactly ``filler_tokens + article_tokens + 2`` tokens whatever the position
+    and the article's length (a short article gets more filler behind it). Position 0 puts the
+    article next to the readout ``[CLS]``; position 1 puts it ``filler_tokens`` further away — the
+    window analogue of "Lost in the Middle" (the gold document's position among distractors).
+
+    Args:
+        dataset: a ``datasets.Dataset`` with raw ``text_column`` or tokenized ``input_ids`` (single
+            texts: ``[CLS] text [SEP]``).
+        position: fraction of the free room in front of the article, 0 … 1.
+        filler_tokens: the free room (filler that is always there).
+        article_tokens: text tokens kept per article (cut from its end).
+        filler, seed: as in :func:`evidence_far` (``"random"``: ``filler_tokens + article_tokens`` ids
+            drawn once; the part in front of the article is the same at every position).
+        tokenizer: the model's tokenizer (None: MiniLM's).
+    Returns:
+        A ``datasets.Dataset`` with ``input_ids`` and ``token_type_ids`` (all 0) rows of equal length,
+        the other columns kept and the text dropped.
+    """
+    check_int("filler_tokens", filler_tokens, 0)
+    check_int("article_tokens", article_tokens, 1)
+    before = position_split(position, filler_tokens)
+    tokenizer = tokenizer if tokenizer is not None else _default_tokenizer()
+    fill = filler_ids(tokenizer, filler, filler_tokens + article_tokens, seed)
+    cols = dataset.column_names
+    tokenized = "input_ids" in cols
+    if not tokenized and text_column not in cols:
+        raise ValueError(f"the dataset has neither 'input_ids' nor the text column {text_column!r} (columns: {cols})")
+
+    def transform(batch):
+        if tokenized:
+            id_rows = batch["input_ids"]
+            type_rows = batch["token_type_ids"] if "token_type_ids" in cols else [None] * len(id_rows)
+        else:
+            enc = tokenizer(batch[text_column], truncation=True, max_length=article_tokens + 2)
+            id_rows, type_rows = enc["input_ids"], enc.get("token_type_ids") or [None] * len(enc["input_ids"])
+        out = [_place_row(list(r), None if t is None else list(t), fill, before, filler_tokens, article_tokens)
+               for r, t in zip(id_rows, type_rows)]
+        return {"input_ids": [o[0] for o in out], "token_type_ids": [o[1] for o in out]}
+
+    drop = [c for c in cols if c in (text_column, "attention_mask")]
+    return dataset.map(transform, batched=True, remove_columns=drop, keep_in_memory=True,
+                       desc=f"evidence at {position:g}: {filler_tokens} x {filler!r}")
