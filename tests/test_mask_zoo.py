@@ -226,3 +226,13 @@ def test_spread_pattern_equals_dense(pattern):
         fast = spread_pattern(pattern, LAYOUT, 2, sources=src)
         assert torch.equal(fast.reached, dense.reached), (sources, fast.reached.int(), dense.reached.int())
         assert torch.equal(fast.first_layer, dense.first_layer)
+
+
+@pytest.mark.parametrize("pattern", zoo(), ids=lambda p: repr(p)[17:90])
+def test_costs_count_pairs_like_dense(pattern):
+    from attnviz.costs import allowed_pairs, keys_per_query
+
+    masks = build_masks(pattern, LAYOUT, 2)
+    for layer in range(2):
+        assert torch.equal(keys_per_query(pattern, LAYOUT, layer), masks[layer].sum(-1))
+        assert allowed_pairs(pattern, LAYOUT, layer) == int(masks[layer].sum())

@@ -12,9 +12,9 @@ from functools import lru_cache
 
 import torch
 
-from ..blockmask import FLEX_BLOCK
+from ..blockmask import FLEX_BLOCK, block_tables
 from ..checks import is_int
-from ..patterns import AttentionPattern
+from ..patterns import AttentionPattern, layer_rule
 from ..patterns import as_layout as _as_layout
 from ..placement import Segment, SequenceLayout
 
@@ -79,42 +79,67 @@ def keys_per_query(pattern: AttentionPattern, layout: SequenceLayout | int, laye
     """int64 ``(L,)``: how many keys each query may attend in ``layer``; equals
     ``build_masks(pattern, layout, n)[layer].sum(-1)`` exactly, in O(L · random_blocks) time.
 
-    A global query sees every key (under ``causal`` the ``q + 1`` keys ``k <= q``). Any other query
-    ``q`` sees the union of its dilated window ``W``, the global columns ``G`` (``k <= q`` under
-    causal) and its block's random key blocks ``R`` (earlier blocks only under causal), counted by
-    inclusion-exclusion ``|W| + |G| - |G∩W| + |R| - |R∩W| - |R∩G| + |R∩W∩G|``. Window terms are
-    arithmetic progressions ``q + t·d``, counted with per-residue prefix sums of the global mask.
+    Every term is counted inside the query's key range ``[lo, hi]``: its document (``documents``),
+    and ``k <= q`` under causal. A global query sees the whole range. Any other query ``q`` sees the
+    union of its dilated window ``W`` (kept in its chunk), the columns ``G`` (global positions and
+    sinks) and its block's random key blocks ``R``, counted by inclusion-exclusion
+    ``|W| + |G| - |G∩W| + |R| - |R∩W| - |R∩G| + |R∩W∩G|``. Window terms are arithmetic progressions
+    ``q + t·d``, counted with per-residue prefix sums of the column mask. A query in the prefix
+    (``q < P``) sees the prefix of its document, plus the terms above over the keys ``>= P``.
     """
     layout = as_layout(layout)
     L = layout.length
-    window, d = pattern.window_at(layer), pattern.dilation_at(layer)
-    is_global = pattern.global_mask(layout)
+    rule = layer_rule(pattern, layout, layer)
+    window, d = rule.window, rule.dilation
     q = torch.arange(L)
-    visible = q + 1 if pattern.causal else torch.full((L,), L, dtype=torch.int64)
-    if window is None:
+    if rule.document is None:
+        lo, hi = torch.zeros(L, dtype=torch.int64), torch.full((L,), L - 1, dtype=torch.int64)
+    else:
+        sizes = torch.bincount(rule.document)
+        stops = sizes.cumsum(0)
+        lo, hi = torch.repeat_interleave(stops - sizes, sizes), torch.repeat_interleave(stops, sizes) - 1
+    if rule.causal:
+        hi = torch.minimum(hi, q)
+    in_prefix = torch.zeros(L, dtype=torch.int64)
+    if rule.prefix:       # the prefix of the query's document, both ways; the other terms count keys >= P
+        pre = q < rule.prefix
+        doc_hi = torch.full((L,), L - 1) if rule.document is None else torch.repeat_interleave(stops, sizes) - 1
+        in_prefix = torch.where(pre, (torch.clamp(doc_hi, max=rule.prefix - 1) - lo + 1).clamp(min=0), 0)
+        lo = torch.where(pre, torch.clamp(lo, min=rule.prefix), lo)
+    visible = (hi - lo + 1).clamp(min=0)
+    if window is None and rule.chunk is None and not rule.prefix:
         return visible
-    if pattern.causal:   # keys q, q - d, ..., q - (w - 1)·d
-        lo, hi = (q - (window - 1) * d).clamp(min=0), q
-    else:                # keys q + t·d, |t| <= w // 2
-        lo, hi = (q - (window // 2) * d).clamp(min=0), (q + (window // 2) * d).clamp(max=L - 1)
-    prefix = torch.cat([torch.zeros(1, dtype=torch.int64), is_global.to(torch.int64).cumsum(0)])
-    residues = _residue_prefix(is_global, d)
-    n_window, g_window = _progression(q, d, lo, hi, residues)
-    n_global = prefix[q + 1] if pattern.causal else prefix[L].expand(L)
-    rows = n_window + n_global - g_window
+    if window is None:
+        d, w_lo, w_hi = 1, lo, hi
+    elif rule.causal:   # keys q, q - d, ..., q - (w - 1)·d
+        w_lo, w_hi = torch.maximum(q - (window - 1) * d, lo), torch.minimum(q, hi)
+    else:               # keys q + t·d, |t| <= w // 2
+        w_lo, w_hi = torch.maximum(q - (window // 2) * d, lo), torch.minimum(q + (window // 2) * d, hi)
+    if rule.chunk is not None:
+        chunk_start = q - q % rule.chunk
+        w_lo, w_hi = torch.maximum(w_lo, chunk_start), torch.minimum(w_hi, chunk_start + rule.chunk - 1)
+    columns = rule.is_global.clone()
+    columns[:rule.sink_count] = True
+    prefix = torch.cat([torch.zeros(1, dtype=torch.int64), columns.to(torch.int64).cumsum(0)])
 
-    table = pattern.random_block_table(layer, L)
-    if table is not None:
-        bs = pattern.block_size
-        blocks, valid = _random_blocks(table)
+    def in_range(a, b):   # column positions in [a, b], 0 where b < a
+        return torch.where(b >= a, prefix[(b + 1).clamp(min=0)] - prefix[a.clamp(max=L)], 0)
+
+    residues = _residue_prefix(columns, d)
+    n_window, g_window = _progression(q, d, w_lo, w_hi, residues)
+    rows = n_window + in_range(lo, hi) - g_window
+
+    if rule.random is not None:
+        bs = rule.block_size
+        blocks, valid = _random_blocks(rule.random)
         kb, valid = blocks[q // bs], valid[q // bs]                  # (L, r)
-        start = kb * bs
-        stop = torch.clamp((kb + 1) * bs, max=L) - 1                   # inclusive
-        g_block = prefix[stop + 1] - prefix[start]
-        n_rw, g_rw = _progression(q[:, None], d, torch.maximum(lo[:, None], start),
-                                  torch.minimum(hi[:, None], stop), residues)
-        rows = rows + ((stop + 1 - start - n_rw - g_block + g_rw) * valid).sum(1)
-    return torch.where(is_global, visible, rows)
+        start = torch.maximum(kb * bs, lo[:, None])
+        stop = torch.minimum(torch.clamp((kb + 1) * bs, max=L) - 1, hi[:, None])   # inclusive
+        n_rw, g_rw = _progression(q[:, None], d, torch.maximum(w_lo[:, None], start),
+                                  torch.minimum(w_hi[:, None], stop), residues)
+        n_block = (stop + 1 - start).clamp(min=0)
+        rows = rows + ((n_block - n_rw - in_range(start, stop) + g_rw) * valid).sum(1)
+    return torch.where(rule.is_global, visible, rows) + in_prefix
 
 
 def allowed_pairs(pattern: AttentionPattern, layout: SequenceLayout | int, layer: int) -> int:
@@ -125,11 +150,15 @@ def allowed_pairs(pattern: AttentionPattern, layout: SequenceLayout | int, layer
 
 def _tiles(pattern: AttentionPattern, layout: SequenceLayout, layer: int, block: int):
     """bool ``(nt, nt)`` of ``block × block`` tiles holding any allowed pair, and tile sizes ``(nt,)``.
-    O(nt² + blocks²) from the structure; the same tiles as FlexAttention's ``BlockMask``."""
+    O(nt² + blocks²) from the structure; the same tiles as FlexAttention's ``BlockMask``. Patterns
+    with a prefix, sinks, chunks or documents take the tiles from the pooled pair counts
+    (:func:`attnviz.blockmask.block_tables`)."""
     L = layout.length
     nt = -(-L // block)
     start = torch.arange(nt) * block
     stop = torch.clamp(start + block, max=L) - 1
+    if pattern.prefix_lm is not None or pattern.sinks or pattern.chunk is not None or pattern.documents:
+        return block_tables(pattern, layout, layer, block).nonempty, stop + 1 - start
     qa, qb, ka, kb = start[:, None], stop[:, None], start[None, :], stop[None, :]
     window, d = pattern.window_at(layer), pattern.dilation_at(layer)
     if window is None:
