@@ -46,7 +46,8 @@ def test_label_cues_and_three_arms(text):
 @pytest.mark.notebook
 @pytest.mark.timeout(1200)
 def test_figures_spread_under_window_64_and_the_three_arms(executed):
-    spread_local, spread_global, runs = figures(executed)
+    spread_local, spread_global, runs, study = figures(executed)
+    assert study["layout"]["title"]["text"].startswith("NLI study, full run of 2026-11-28")   # the results file, dated
     layout = PromptPlacement("prefix", n_tokens=20).layout(text_len=490)
     for fig, global_prompt in ((spread_local, False), (spread_global, True)):
         masks = build_masks(AttentionPattern(window=64, global_prompt=global_prompt), layout, 6)
@@ -74,4 +75,5 @@ def test_the_study_table_is_shown_and_says_what_the_prose_says(text):
     assert len(heads) == 8 and max(heads) == 0.441                      # 2 poolings x 4 step counts; the prose's 0.441
     assert sorted(r["held-out acc"] for r in deep) == [0.518, 0.521]      # two seeds, as the prose says
     assert min(r["held-out acc"] for r in deep) - max(heads) > 0.07
-    assert "| deep 20-token prefix prompt ([SEP] copies) + head | mean | 1200 | 0.01 / 0.01 |" in text  # shown
+    assert "| deep prompt, mean pooling, 1,200 steps, seed 0 | 0.01 / 0.01 | 1 | 0.521 |" in text  # shown, rendered
+    assert "Live demonstration (fast mode)" in text

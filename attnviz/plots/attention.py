@@ -45,8 +45,10 @@ def _prompt_runs(layout: SequenceLayout) -> list[tuple[int, int]]:
 
 
 def attention_parts(maps, layout: SequenceLayout | None = None, layer: int | None = None, head: int | None = None,
-                    *, tokens=None, title: str | None = None, max_outlines: int = 40) -> FigureParts:
-    """The data of :func:`attention_figure` as :class:`~attnviz.plots._style.FigureParts`: traces
+                    *, tokens=None, title: str | None = None, max_outlines: int = 40, log: bool = False,
+                    decades: int = 4) -> FigureParts:
+    """The data of :func:`attention_figure` as :class:`~attnviz.plots._style.FigureParts` (``log``:
+    colour by ``log10`` of the weight over the top ``decades`` decades, exact zeros blank): traces
     ``[heatmap (x4, y4), key strip (x2, y2), query strip (x3, y3), legend entries...]`` and the
     layout that changes with them (title, ranges, prompt outlines). A live figure applies them in
     place without building a new figure (plotly's ``make_subplots`` costs more than the data)."""
@@ -57,12 +59,16 @@ def attention_parts(maps, layout: SequenceLayout | None = None, layer: int | Non
         raise ValueError(f"the maps cover {L} positions but the layout has {layout.length}")
     e = np.asarray(maps.edges)
     exact = U == L
+    weights = z
+    if log:   # values spanning decades (a global prompt row of ~1/64 next to a 0.9 diagonal) stay visible
+        with np.errstate(divide="ignore"):
+            z = np.where(weights > 0, np.log10(np.where(weights > 0, weights, 1.0)), np.nan)
     if exact:
         if tokens is not None and len(tokens) != L:
             raise ValueError(f"tokens has {len(tokens)} labels for {L} positions")
         labels = np.asarray([str(t) for t in tokens] if tokens is not None else np.arange(L).astype(str))
         text = np.char.add(np.char.add(np.char.add(np.char.add(labels[:, None], " → "), labels[None, :]), ": "),
-                           np.char.mod("%.3g", z))
+                           np.char.mod("%.3g", weights))
         hover = "query %{y} → key %{x}<br>%{text}<extra></extra>"
         heat = go.Heatmap(z=z, x=e - 0.5, y=e - 0.5, text=text, hovertemplate=hover)
     else:
@@ -72,12 +78,20 @@ def attention_parts(maps, layout: SequenceLayout | None = None, layer: int | Non
         cd[..., 2] = e[None, :-1]
         cd[..., 3] = e[None, 1:] - 1
         hover = ("queries %{customdata[0]}–%{customdata[1]} → keys %{customdata[2]}–%{customdata[3]}: "
-                 "mean %{z:.3g}<extra></extra>")
+                 + ("mean 10^%{z:.2f}" if log else "mean %{z:.3g}") + "<extra></extra>")
         heat = go.Heatmap(z=z, x=e - 0.5, y=e - 0.5, customdata=cd, hovertemplate=hover)
-    heat.update(colorscale="Blues", zmin=0.0, zmax=float(z.max()) if z.size and z.max() > 0 else 1.0,
-                name="attention", xaxis="x4", yaxis="y4",
-                colorbar=dict(title=dict(text="attention"), thickness=16, outlinewidth=1, outlinecolor="#999",
-                              len=0.9, y=0.45, yanchor="middle"))
+    bar = dict(title=dict(text="attention"), thickness=16, outlinewidth=1, outlinecolor="#999", len=0.9, y=0.45,
+               yanchor="middle")
+    if log:
+        top = float(np.ceil(np.nanmax(z))) if np.isfinite(z).any() else 0.0
+        ticks = list(range(int(top) - decades, int(top) + 1))
+        bar.update(title=dict(text="attention<br>(log)"), tickvals=ticks,
+                   ticktext=[f"{10.0 ** t:g}" for t in ticks])
+        heat.update(colorscale="Blues", zmin=top - decades, zmax=top, name="attention", xaxis="x4", yaxis="y4",
+                    colorbar=bar)
+    else:
+        heat.update(colorscale="Blues", zmin=0.0, zmax=float(z.max()) if z.size and z.max() > 0 else 1.0,
+                    name="attention", xaxis="x4", yaxis="y4", colorbar=bar)
     traces = [heat]
     shapes = []
     if layout is not None:
@@ -95,13 +109,15 @@ def attention_parts(maps, layout: SequenceLayout | None = None, layer: int | Non
         who = "mean of heads" if head is None else f"head {head}"
         res = "" if exact else f" · pooled to {U} blocks (prompt kept exact)"
         where = f" · prompt at {positions_text(layout.prompt_positions)}" if layout is not None and layout.n_prompt else ""
+        res += " · log colour" if log else ""
         title = f"Attention in layer {layer}, {who}<br><span style='font-size:15px'>L={L}{where}{res} · rows: queries, columns: keys</span>"
     return FigureParts(traces=traces, layout={"title": {"text": title}, "xaxis4": {"range": [-0.5, L - 0.5]},
                                               "yaxis4": {"range": [L - 0.5, -0.5]}, "shapes": shapes})
 
 
 def attention_figure(maps, layout: SequenceLayout | None = None, layer: int | None = None, head: int | None = None,
-                     *, tokens=None, title: str | None = None, size: int = 620, max_outlines: int = 40) -> go.Figure:
+                     *, tokens=None, title: str | None = None, size: int = 620, max_outlines: int = 40,
+                     log: bool = False) -> go.Figure:
     """Queries × keys heatmap of one layer's attention.
 
     Args:
@@ -114,12 +130,14 @@ def attention_figure(maps, layout: SequenceLayout | None = None, layer: int | No
         title: replaces the default title.
         size: width of the heatmap area in pixels.
         max_outlines: outline the prompt's rows and columns when it has at most this many runs.
+        log: colour by ``log10`` of the weights (4 decades; exact zeros blank): weights that span
+            decades, such as a 64-token window next to global prompt rows of ~1/64, all stay visible.
     Returns:
-        a ``go.Figure``: ``data[0]`` the heatmap (``z`` = :func:`attention_matrix`, ``x`` / ``y`` =
+        a ``go.Figure``: ``data[0]`` the heatmap (``z`` = :func:`attention_matrix`, its ``log10`` with ``log``, ``x`` / ``y`` =
         the unit edges ``- 0.5``), then the key and query segment strips, then the legend entries
         (the traces of :func:`attention_parts`).
     """
-    parts = attention_parts(maps, layout, layer, head, tokens=tokens, title=title, max_outlines=max_outlines)
+    parts = attention_parts(maps, layout, layer, head, tokens=tokens, title=title, max_outlines=max_outlines, log=log)
     fig = make_subplots(rows=2, cols=2, shared_xaxes=True, shared_yaxes=True, column_widths=[0.035, 0.965],
                         row_heights=[0.035, 0.965], horizontal_spacing=0.01, vertical_spacing=0.01)
     fig.add_traces(parts.traces)

@@ -30,11 +30,12 @@ def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float
 
 
 def accuracy_figure(accuracy: Mapping[str, float], n: int | Mapping[str, int], *, chance: float | None = None,
-                    groups: Mapping[str, str] | None = None, title: str | None = None,
-                    width: int = NOTEBOOK_WIDTH, height: int = 420) -> go.Figure:
+                    groups: Mapping[str, str] | None = None, title: str | None = None, horizontal: bool = False,
+                    width: int = NOTEBOOK_WIDTH, height: int | None = None) -> go.Figure:
     """Bars of held-out accuracy per arm (``{label: accuracy}``) with 95 % Wilson intervals from
     ``n`` examples (one count, or one per arm); ``chance`` as a dashed line; ``groups`` colours
-    arms by a category (``{label: "global prompt"}``) with a legend."""
+    arms by a category (``{label: "global prompt"}``) with a legend. ``horizontal``: one row per
+    arm, labels on the left (for long labels)."""
     labels = list(accuracy)
     ns = {k: (n[k] if isinstance(n, Mapping) else n) for k in labels}
     lo, hi = zip(*(wilson_interval(round(accuracy[k] * ns[k]), ns[k]) for k in labels)) if labels else ((), ())
@@ -43,24 +44,36 @@ def accuracy_figure(accuracy: Mapping[str, float], n: int | Mapping[str, int], *
     fig = go.Figure()
     for cat in palette:
         idx = [i for i, c in enumerate(cats) if c == cat]
+        names = [labels[i] for i in idx]
+        acc = [accuracy[labels[i]] for i in idx]
+        err = dict(type="data", symmetric=False, array=[hi[i] - accuracy[labels[i]] for i in idx],
+                   arrayminus=[accuracy[labels[i]] - lo[i] for i in idx], color="#333", thickness=1.5)
+        value = "%{x:.3f}" if horizontal else "%{y:.3f}"
         fig.add_trace(go.Bar(
-            x=[labels[i] for i in idx], y=[accuracy[labels[i]] for i in idx], name=cat or "accuracy",
-            showlegend=bool(cat), marker_color=palette[cat],
-            error_y=dict(type="data", symmetric=False, array=[hi[i] - accuracy[labels[i]] for i in idx],
-                         arrayminus=[accuracy[labels[i]] - lo[i] for i in idx], color="#333", thickness=1.5),
+            x=acc if horizontal else names, y=names if horizontal else acc, orientation="h" if horizontal else "v",
+            name=cat or "accuracy", showlegend=bool(cat), marker_color=palette[cat],
+            error_x=err if horizontal else None, error_y=None if horizontal else err,
             customdata=[[lo[i], hi[i], ns[labels[i]]] for i in idx],
-            hovertemplate="%{x}: %{y:.3f} (95 % interval %{customdata[0]:.2f}–%{customdata[1]:.2f}, "
-                          "n=%{customdata[2]})<extra></extra>"))
+            hovertemplate=f"%{{{'y' if horizontal else 'x'}}}: {value} (95 % interval %{{customdata[0]:.2f}}–"
+                          "%{customdata[1]:.2f}, n=%{customdata[2]})<extra></extra>"))
     if chance is not None:
-        fig.add_hline(y=chance, line=dict(color="#555", dash="dash", width=1.5),
-                      annotation_text=f"chance {chance:.2f}", annotation_position="top left",
-                      annotation_font=dict(size=14))
-    fig.update_layout(template=TEMPLATE, font=FONT, width=width, height=height, barmode="group",
+        line = dict(color="#555", dash="dash", width=1.5)
+        note = dict(annotation_text=f"chance {chance:.2f}", annotation_font=dict(size=14))
+        if horizontal:
+            fig.add_vline(x=chance, line=line, annotation_position="top", **note)
+        else:
+            fig.add_hline(y=chance, line=line, annotation_position="top left", **note)
+    value_axis = dict(title_text="held-out accuracy", range=[0, 1.05], tickformat=".0%")
+    long = max(map(len, labels), default=0)
+    label_axis = dict(tickangle=-30 if not horizontal and long * len(labels) > 90 else 0)
+    if horizontal:
+        label_axis.update(autorange="reversed", automargin=True)
+    fig.update_layout(template=TEMPLATE, font=FONT, width=width, barmode="group",
+                      height=height or (190 + 34 * len(labels) if horizontal else 480),
                       title=dict(text=title or "Held-out accuracy (bars: 95 % interval)", x=0.5, xanchor="center"),
-                      yaxis=dict(title_text="accuracy", range=[0, 1.05], tickformat=".0%"),
-                      xaxis=dict(tickangle=-30 if max(map(len, labels), default=0) * len(labels) > 90 else 0),
-                      legend=dict(orientation="h", x=0.5, xanchor="center", y=1.0, yanchor="bottom"),
-                      margin=dict(l=70, r=20, t=100, b=60))
+                      xaxis=value_axis if horizontal else label_axis, yaxis=label_axis if horizontal else value_axis,
+                      legend=dict(orientation="h", x=0.5, xanchor="center", yref="container", y=0, yanchor="bottom"),
+                      margin=dict(l=70, r=20, t=90, b=110 if horizontal else 150))
     return fig
 
 

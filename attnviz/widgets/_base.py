@@ -288,7 +288,7 @@ class Explorer(ShowOnce):
         ``first`` (the result of the initial settings) and start watching the controls."""
         for name, f in self.figures.items():
             f.add_class(f"attnviz-{name}-figure")
-        self.summary = widgets.HTML()
+        self.summary = widgets.HTML(layout=widgets.Layout(width="100%"))   # full width: wraps between words only
         self.summary.add_class("attnviz-summary")
         self.result = None
         self._sync_controls()

@@ -245,7 +245,7 @@ class CostExplorer(Explorer):
 
     def render(self, result: CostView) -> None:
         apply_parts(self.figures["cost"], result.parts)
-        self.summary.value = (f"<div style='font-size:15px;margin:4px 0'><b>{html.escape(result.setting_text)}</b>: "
+        self.summary.value = (f"<div style='font-size:15px;margin:4px 0;word-break:normal;overflow-wrap:normal'><b>{html.escape(result.setting_text)}</b>: "
                               f"{html.escape(result.summary)}</div>")
         self.result = result
 

@@ -344,7 +344,7 @@ class InfluenceExplorer(Explorer):
             finally:
                 self._quiet = False
         L = result.layout.length
-        self.summary.value = (f"<div style='font-size:14px;margin:4px 0'><b>{describe(result.pattern)}</b>, "
+        self.summary.value = (f"<div style='font-size:15px;margin:4px 0;word-break:normal;overflow-wrap:normal'><b>{describe(result.pattern)}</b>, "
                               f"{result.layout.n_prompt}-token {result.settings.placement} prompt "
                               f"({result.prompt_source}), L={L}: {result.influence.summary()}</div>")
         self.result = result

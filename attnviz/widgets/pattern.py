@@ -268,7 +268,7 @@ class PatternExplorer(Explorer):
         apply_parts(self.figures["spread"], result.spread)
         apply_parts(self.figures["mask"], result.mask)
         L, n = result.layout.length, result.reach.num_layers
-        self.summary.value = (f"<div style='font-size:14px;margin:4px 0'><b>{describe(result.pattern)}</b>, {n} layers, "
+        self.summary.value = (f"<div style='font-size:15px;margin:4px 0;word-break:normal;overflow-wrap:normal'><b>{describe(result.pattern)}</b>, {n} layers, "
                               f"L={L}: {result.summary}</div>")
         self.result = result
 
