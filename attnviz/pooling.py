@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .patterns import BLOCKED, FUTURE, GLOBAL, RANDOM, REASONS, WINDOW, AttentionPattern, as_layout, layer_rule
+from .patterns import (ALLOWED_CODES, BLOCKED, FUTURE, GLOBAL, OTHER_DOCUMENT, OUTSIDE_CHUNK, PREFIX, RANDOM,
+                       REASONS, SINK, WINDOW, AttentionPattern, as_layout, layer_rule)
 from .placement import SequenceLayout
 from .spread import Spread, one_thread
 
@@ -93,7 +94,7 @@ class PooledMask:
     @property
     def allowed(self) -> torch.Tensor:
         """int64 ``(nb, nb)``: allowed pairs per block."""
-        return self.counts[WINDOW] + self.counts[GLOBAL] + self.counts[RANDOM]
+        return self.counts[list(ALLOWED_CODES)].sum(0)
 
     @property
     def fraction(self) -> torch.Tensor:
@@ -167,6 +168,8 @@ def _pooled_reasons(pattern, layout, layer, edges, block, chunk) -> PooledMask:
     nb = len(e) - 1
     sizes = e[1:] - e[:-1]
     rule = layer_rule(pattern, layout, layer)
+    if rule.prefix or rule.sink_count or rule.chunk is not None or rule.document is not None:
+        return PooledMask(edges=tuple(e.tolist()), counts=_zoo_counts(rule, e, bq, nb, chunk))
     window, dilation, is_global, rand = rule.window, rule.dilation, rule.is_global, rule.random
     causal = rule.causal
     parts = rule.parts()
@@ -258,6 +261,98 @@ def _pooled_reasons(pattern, layout, layer, edges, block, chunk) -> PooledMask:
     # 4. everything else is blocked (outside the window, no global token, no random block).
     counts[BLOCKED] = total - counts[WINDOW] - counts[GLOBAL] - counts[RANDOM] - counts[FUTURE]
     return PooledMask(edges=tuple(e.tolist()), counts=counts)
+
+
+def _zoo_counts(rule, e: torch.Tensor, bq: torch.Tensor, nb: int, chunk: int | None) -> torch.Tensor:
+    """Reason counts ``(len(REASONS), nb, nb)`` of a layer with a prefix, sinks, chunks or documents.
+
+    Keys are cut into segments at the block edges, the document edges, ``P``, ``S`` and the BigBird
+    block edges, so every segment lies in one block, one document, inside or outside the prefix and
+    the sinks, and in one random block. For every (query, segment) the counts follow in closed form
+    from interval lengths, prefix sums of the global positions and arithmetic progressions (the
+    dilated window, kept in the query's chunk): O(L · segments) work, never an ``(L, L)`` grid.
+    Priorities are :func:`attnviz.mask_reasons`' (window, global, sink, random, prefix; other
+    document, future, outside the chunk, outside the window)."""
+    L = rule.length
+    cuts = [e, torch.tensor([0, min(rule.prefix, L), rule.sink_count, L])]
+    if rule.document is not None:
+        cuts.append(torch.bincount(rule.document).cumsum(0))
+    if rule.random is not None:
+        cuts.append(torch.arange(0, L, rule.block_size))
+    seg = torch.unique(torch.cat(cuts))
+    seg = seg[seg <= L]
+    a, b = seg[:-1], seg[1:] - 1                                       # (ns,) segment [a, b]
+    ns = len(a)
+    seg_block = bq[a]
+    is_global = rule.is_global
+    gpre = torch.cat([torch.zeros(1, dtype=torch.int64), is_global.to(torch.int64).cumsum(0)])
+    if rule.window is None:
+        d, left, right = 1, L, (0 if rule.causal else L)
+    else:
+        d = rule.dilation
+        left, right = rule.span
+    m = -(-L // d)
+    padded = torch.zeros(m * d, dtype=torch.int64)
+    padded[:L] = is_global.to(torch.int64)
+    residues = torch.cat([torch.zeros(1, d, dtype=torch.int64), padded.view(m, d).cumsum(0)])
+
+    def globals_in(lo, hi):                                             # global positions in [lo, hi]
+        return torch.where(hi >= lo, gpre[(hi + 1).clamp(min=0, max=L)] - gpre[lo.clamp(max=L)], 0)
+
+    def progression(q, lo, hi):    # keys k ≡ q (mod d) in [lo, hi]: how many, how many global
+        c = q % d
+        first = -torch.div(c - lo, d, rounding_mode="floor")
+        last = torch.maximum(torch.div(hi - c, d, rounding_mode="floor"), first - 1)
+        first, last = first.clamp(max=m), last.clamp(max=m - 1)
+        return (last + 1 - first).clamp(min=0), (residues[last + 1, c] - residues[first, c]).clamp(min=0)
+
+    counts = torch.zeros(len(REASONS) * nb * nb, dtype=torch.int64)
+    A, B = a[None, :], b[None, :]
+    n = B - A + 1
+    rows_per_pass = chunk or max(1, _CELLS // ns)
+    for start in range(0, L, rows_per_pass):
+        q = torch.arange(start, min(start + rows_per_pass, L))
+        qc = q[:, None]
+        ok_hi = torch.minimum(B, qc) if rule.causal else B.expand(len(q), -1)
+        n_ok = (ok_hi - A + 1).clamp(min=0)
+        n_fut = n - n_ok
+        w_lo, w_hi = (qc - left).clamp(min=0), (qc + right).clamp(max=L - 1)
+        if rule.chunk is not None:
+            c0 = qc - qc % rule.chunk
+            w_lo, w_hi = torch.maximum(w_lo, c0), torch.minimum(w_hi, c0 + rule.chunk - 1)
+        n_win, g_win = progression(qc, torch.maximum(A, w_lo), torch.minimum(ok_hi, w_hi))
+        g_ok = globals_in(A.expand_as(ok_hi), ok_hi)
+        q_global = is_global[qc]
+        sink_seg = (A < rule.sink_count).expand_as(n_ok)
+        glob = torch.where(q_global, n_ok - n_win, g_ok - g_win)
+        sink = torch.where(q_global | ~sink_seg, 0, n_ok - g_ok - n_win + g_win)
+        rest = n_ok - n_win - glob - sink
+        if rule.chunk is not None:   # the part of the rest inside the query's chunk is outside the window
+            s_lo, s_hi = torch.maximum(A, c0), torch.minimum(ok_hi, c0 + rule.chunk - 1)
+            n_same = (s_hi - s_lo + 1).clamp(min=0)
+            rest_same = torch.where(q_global | sink_seg, 0, n_same - n_win - globals_in(s_lo, s_hi) + g_win)
+        else:
+            rest_same = rest
+        rand = torch.zeros_like(rest)
+        if rule.random is not None:
+            hit = rule.random[qc // rule.block_size, A // rule.block_size]
+            rand = torch.where(hit, rest, 0)
+            rest, rest_same = torch.where(hit, 0, rest), torch.where(hit, 0, rest_same)
+        pre = torch.zeros_like(rest)
+        if rule.prefix:
+            inside = (qc < rule.prefix) & (A < rule.prefix)
+            pre = torch.where(inside, rest + n_fut, 0)
+            rest, rest_same, n_fut = (torch.where(inside, 0, x) for x in (rest, rest_same, n_fut))
+        by_code = {WINDOW: n_win, GLOBAL: glob, SINK: sink, RANDOM: rand, PREFIX: pre, FUTURE: n_fut,
+                   BLOCKED: rest_same, OUTSIDE_CHUNK: rest - rest_same}
+        if rule.document is not None:
+            other = rule.document[qc] != rule.document[A]
+            by_code = {code: torch.where(other, 0, x) for code, x in by_code.items()}
+            by_code[OTHER_DOCUMENT] = torch.where(other, n, 0)
+        cell = (bq[qc] * nb + seg_block[None, :]).expand(len(q), ns)
+        for code, x in by_code.items():
+            counts.index_add_(0, (code * nb * nb + cell).reshape(-1), x.expand(len(q), ns).reshape(-1))
+    return counts.view(len(REASONS), nb, nb)
 
 
 @dataclass(frozen=True)

@@ -62,10 +62,16 @@ def cases(draw):
         layout = L
     globals_ = tuple(draw(st.lists(st.integers(0, L - 1), max_size=4, unique=True)))
     random_blocks = draw(st.integers(0, 2))
+    # the mask zoo (#17): prefix-LM, attention sinks, chunks per layer, packed documents
+    chunk = st.none() | st.integers(1, 40)
+    cuts = sorted(set(draw(st.lists(st.integers(1, max(L - 1, 1)), max_size=3)))) if L > 1 else []
+    documents = tuple(b - a for a, b in zip([0] + cuts, cuts + [L])) if draw(st.booleans()) else ()
     pattern = AttentionPattern(
         window=window, causal=causal, global_positions=globals_, global_prompt=draw(st.booleans()),
         dilation=dilation, random_blocks=random_blocks,
         block_size=draw(st.integers(1, 24)) if random_blocks else None, seed=draw(st.integers(0, 1000)),
+        prefix_lm=draw(st.none() | st.integers(1, L)), sinks=draw(st.integers(0, 3) | st.just(0)),
+        chunk=draw(chunk | st.tuples(*[chunk] * num_layers)), documents=documents,
     )
     return pattern, layout, L, num_layers, draw(st.sampled_from((4, 8, 16, 32)))
 

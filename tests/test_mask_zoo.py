@@ -236,3 +236,14 @@ def test_costs_count_pairs_like_dense(pattern):
     for layer in range(2):
         assert torch.equal(keys_per_query(pattern, LAYOUT, layer), masks[layer].sum(-1))
         assert allowed_pairs(pattern, LAYOUT, layer) == int(masks[layer].sum())
+
+
+@pytest.mark.parametrize("pattern", zoo(), ids=lambda p: repr(p)[17:90])
+def test_pooled_reasons_equal_dense(pattern):
+    from attnviz.pooling import block_edges, pool_counts, pooled_reasons
+
+    for layer in range(2):
+        dense = mask_reasons(pattern, LAYOUT, layer)
+        for edges in (block_edges(L_ZOO, 1), block_edges(L_ZOO, 5, LAYOUT), (0, 11, 12, 30, 37)):
+            got = pooled_reasons(pattern, LAYOUT, layer, edges, chunk=7)
+            assert torch.equal(got.counts, pool_counts(dense, edges, len(REASONS))), (layer, edges)
