@@ -57,7 +57,7 @@ bench: setup
 # Execute notebooks/*.ipynb (ATTNVIZ_FAST=1; FAST=0 for the full runs) and export offline HTML to handouts/.
 FAST          ?= 1
 handouts: setup
-	$(BIN)/python -m attnviz.handouts --out handouts $(if $(filter 0,$(FAST)),--full,)
+	$(BIN)/python -m attnviz.studies.handouts --out handouts $(if $(filter 0,$(FAST)),--full,)
 
 # Resolve the newest versions pyproject.toml allows in a scratch venv and write them to $(LOCK):
 # every package but torch (set above) and attnviz itself. Commit the lock after `make test` passes on it.

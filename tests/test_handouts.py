@@ -12,7 +12,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from attnviz.assets import asset_path
-from attnviz.handouts import ANYWIDGET_PATCHES, ESM_REF, Handout, _merged, build, main, patch_anywidget
+from attnviz.studies.handouts import ANYWIDGET_PATCHES, ESM_REF, Handout, _merged, build, main, patch_anywidget
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

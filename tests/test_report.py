@@ -15,7 +15,7 @@ import pytest
 from attnviz import describe, prompt_influence
 from attnviz.cli import main
 from attnviz.prompts import load_checkpoint, train_soft_prompt
-from attnviz.report import read_run, report_figures, write_report
+from attnviz.studies.report import read_run, report_figures, write_report
 
 from _prompt_fixtures import make_run, tiny_tokenizer
 from _values import shows
@@ -138,7 +138,7 @@ def test_png_handouts_through_kaleido_and_system_chromium(run, tmp_path):
 def test_cli_report_of_a_long_document_takes_the_tiled_path(run, tmp_path, capsys):
     """--positions extends the model, --text-file gives a 5,000-token document: above 2,048 positions the
     influence map and the attention figure are computed tile by tile, pooled with the prompt exact."""
-    from attnviz.report import read_run, report_figures
+    from attnviz.studies.report import read_run, report_figures
     from attnviz.models import load_model
 
     root, _ = run

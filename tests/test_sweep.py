@@ -1,4 +1,4 @@
-"""attnviz.sweep: the prompt-reach grid on a tiny BERT and a tiny sentiment set written here."""
+"""attnviz.studies.sweep: the prompt-reach grid on a tiny BERT and a tiny sentiment set written here."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from _prompt_fixtures import sentiment_rows, tiny_tokenizer, write_jsonl
 from attnviz import AttentionPattern, PromptPlacement, spread_pattern
 from attnviz.cli import main
 from attnviz.models import tiny_model
-from attnviz.sweep import Cell, SweepConfig, cells, effective_key, run_sweep
+from attnviz.studies.sweep import Cell, SweepConfig, cells, effective_key, run_sweep
 
 LAYERS = 2
 

@@ -124,7 +124,7 @@ def _add_report(sub) -> None:
 
 
 def _run_report(args) -> int:
-    from ..report import DEFAULT_TEXT, write_report
+    from ..studies.report import DEFAULT_TEXT, write_report
 
     model = tokenizer = None
     if args.model is not None and not args.no_influence:
@@ -165,7 +165,7 @@ _ON_OFF = {"on": True, "off": False, "true": True, "false": False, "yes": True, 
 
 
 def _add_sweep(sub) -> None:
-    from ..sweep import REFERENCES, SWEEP_PLACEMENTS, TASKS, VARIANTS, SweepConfig
+    from ..studies.sweep import REFERENCES, SWEEP_PLACEMENTS, TASKS, VARIANTS, SweepConfig
 
     d = SweepConfig()
     p = sub.add_parser(
@@ -210,7 +210,7 @@ def _add_sweep(sub) -> None:
 
 
 def _run_sweep(args) -> int:
-    from ..sweep import SweepConfig, run_sweep
+    from ..studies.sweep import SweepConfig, run_sweep
 
     references = () if args.references == ("none",) else args.references
     config = SweepConfig(task=args.task, variant=args.variant, windows=args.window, global_prompt=args.global_prompt,

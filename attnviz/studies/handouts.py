@@ -1,7 +1,7 @@
 """Handouts: every notebook executed and exported to a static HTML page that works from ``file://``.
 
 A workshop needs pages people can open without Python, a kernel or a network. ``make handouts``
-(``python -m attnviz.handouts``) runs each ``notebooks/*.ipynb`` top to bottom in a fresh kernel
+(``python -m attnviz.studies.handouts``) runs each ``notebooks/*.ipynb`` top to bottom in a fresh kernel
 (``ATTNVIZ_FAST=1`` unless ``--full``) and exports it with nbconvert into an ignored folder::
 
     handouts/
@@ -46,10 +46,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .assets import asset_path
-from .files import atomic_write, atomic_write_json
+from ..assets import asset_path
+from ..files import atomic_write, atomic_write_json
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 OUT = ROOT / "handouts"
 LIB = "lib"
@@ -289,7 +289,7 @@ def _merged(out: Path, results: list[Handout]) -> list[Handout]:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m attnviz.handouts",
+    parser = argparse.ArgumentParser(prog="python -m attnviz.studies.handouts",
                                      description="Execute the notebooks and export offline HTML handouts.")
     parser.add_argument("notebooks", nargs="*", help="notebook files (default: every notebooks/*.ipynb)")
     parser.add_argument("--out", default=str(OUT), help=f"output folder (default {OUT})")
@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = build(args.notebooks or None, args.out, fast=not args.full, timeout=args.timeout)
     except (FileNotFoundError, ValueError) as exc:
-        print(f"attnviz.handouts: {exc}", file=sys.stderr)
+        print(f"attnviz.studies.handouts: {exc}", file=sys.stderr)
         return 1
     failed = [r for r in results if r.error]
     print(f"{len(results) - len(failed)} of {len(results)} notebooks exported to {Path(args.out) / 'index.html'}")

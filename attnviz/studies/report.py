@@ -20,8 +20,8 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
-from .patterns import AttentionPattern, describe
-from .placement import PromptPlacement, SequenceLayout, plain_layout
+from ..patterns import AttentionPattern, describe
+from ..placement import PromptPlacement, SequenceLayout, plain_layout
 
 #: Text whose influence map the report draws when none is given.
 DEFAULT_TEXT = ("The committee met on Tuesday to review the budget. After a long debate, members agreed to "
@@ -58,13 +58,13 @@ class RunRecord:
 
     @property
     def pattern(self) -> AttentionPattern:
-        from .prompts.model import pattern_from_dict
+        from ..prompts.model import pattern_from_dict
 
         return pattern_from_dict(self.model_config["pattern"])
 
     @property
     def placement(self) -> PromptPlacement | None:
-        from .prompts.model import placement_from_dict
+        from ..prompts.model import placement_from_dict
 
         return placement_from_dict(self.model_config.get("placement"))
 
@@ -91,7 +91,7 @@ class RunRecord:
 
 def read_run(run_dir: str | os.PathLike) -> RunRecord:
     """Read a run folder (see the module docstring). Raises ``ValueError`` naming what is missing."""
-    from .prompts.checkpoints import latest_checkpoint, load_checkpoint
+    from ..prompts.checkpoints import latest_checkpoint, load_checkpoint
 
     run = Path(run_dir)
     if not run.is_dir():
@@ -173,7 +173,7 @@ def _table(header: list[str], columns: list[list], title: str, height: int | Non
 
 def _load(name: str | os.PathLike):
     """``(model, tokenizer)`` when ``name`` can be loaded here without a network, else None."""
-    from .models import load_model
+    from ..models import load_model
 
     if str(name) != "default" and not Path(name).expanduser().is_dir():
         return None
@@ -193,8 +193,8 @@ def prompt_run(run: RunRecord, model, tokenizer, text: str = DEFAULT_TEXT, *, la
     """The run's trained prompt (newest checkpoint) in ``text`` under the run's pattern, through
     :func:`attnviz.prompt_on_text.prompt_on_text`: influence (and the attention of ``layers``); above
     2,048 positions on the tiled path, O(L·w) memory."""
-    from .prompt_on_text import prompt_on_text
-    from .prompts.checkpoints import load_checkpoint
+    from ..prompt_on_text import prompt_on_text
+    from ..prompts.checkpoints import load_checkpoint
 
     if run.placement is None:
         raise ValueError("the run trained no prompt (head only): there is no prompt influence to show")
@@ -222,10 +222,10 @@ def report_figures(run: RunRecord, *, model=None, tokenizer=None, text: str = DE
     ``positions``: extend the model's position table to this many positions first
     (:func:`attnviz.models.extend_positions`), so a long ``text`` is not truncated; above 2,048
     positions the maps and influence take the tiled path (O(L·w) memory)."""
-    from .plots import influence_figure, mask_figure, spread_figure
-    from .plots.attention import attention_figure
-    from .plots.training import training_figure
-    from .spread import spread_pattern
+    from ..plots import influence_figure, mask_figure, spread_figure
+    from ..plots.attention import attention_figure
+    from ..plots.training import training_figure
+    from ..spread import spread_pattern
 
     notes: list[str] = []
     rows = settings_rows(run)
@@ -254,7 +254,7 @@ def report_figures(run: RunRecord, *, model=None, tokenizer=None, text: str = DE
                              f"left out")
         if loaded:
             if positions is not None:
-                from .models.positions import extend_positions
+                from ..models.positions import extend_positions
 
                 extend_positions(loaded[0], positions, tokenizer=loaded[1])
             last = run.num_layers - 1
@@ -312,7 +312,7 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     """Write the handout page of a run: ONE self-contained offline HTML file (default
     ``RUN_DIR/report.html``), and with ``png=`` a folder of ``<name>.png`` per figure. ``model`` /
     ``tokenizer``: the run's base model when it is not loadable by name here. Returns the HTML path."""
-    from .plots import save_html
+    from ..plots import save_html
 
     run = read_run(run_dir)
     out = Path(out) if out is not None else run.run_dir / "report.html"

@@ -44,16 +44,16 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
 
-from .files import atomic_write, atomic_write_json
-from .patterns import AttentionPattern, describe
-from .placement import PromptPlacement
-from .spread import spread_pattern
-from .checks import check_int
+from ..files import atomic_write, atomic_write_json
+from ..patterns import AttentionPattern, describe
+from ..placement import PromptPlacement
+from ..spread import spread_pattern
+from ..checks import check_int
 
 #: Data variants: the documents as they are, or behind filler tokens (:func:`attnviz.tasks.evidence_far`).
 VARIANTS = ("plain", "far")
@@ -128,7 +128,7 @@ class SweepConfig:
     influence_examples: int = 8
 
     def __post_init__(self):
-        from .prompts.soft_prompt import INITS
+        from ..prompts.soft_prompt import INITS
 
         if not isinstance(self.task, str) or not self.task:
             raise TypeError(f"task must be a string, got {self.task!r}")
@@ -275,11 +275,11 @@ def load_sweep_data(config: SweepConfig, tokenizer, *, progress: bool = False) -
     """``(train rows, test rows, label names)``: tokenized (``input_ids``, ``token_type_ids``,
     ``label``), at most ``max_length`` tokens each, in ``config.variant``. Test rows come sorted
     by length (evaluation pads less; accuracy does not depend on the order)."""
-    from .tasks.evidence import evidence_far
+    from ..tasks.evidence import evidence_far
 
     far = config.variant == "far"
     if config.task in TASKS:
-        from .tasks.documents import load_documents, prepare_documents
+        from ..tasks.documents import load_documents, prepare_documents
 
         name = "polarity" if config.task == "polarity" else "bbc"
         prepare_documents(name, progress=progress)  # idempotent: reuses a verified cache
@@ -291,7 +291,7 @@ def load_sweep_data(config: SweepConfig, tokenizer, *, progress: bool = False) -
             train = train.map(enc, batched=True, remove_columns=["text"], keep_in_memory=True)
             test = test.map(enc, batched=True, remove_columns=["text"], keep_in_memory=True)
     else:
-        from .tasks.loading import load_task
+        from ..tasks.loading import load_task
 
         task = load_task(config.task, tokenizer, max_length=config.max_length, train_limit=config.train_size,
                          eval_limit=config.test_size, seed=config.seed)
@@ -307,7 +307,7 @@ def load_sweep_data(config: SweepConfig, tokenizer, *, progress: bool = False) -
 
 # ---- one cell -------------------------------------------------------------------------------------
 def _as_loaded(model):
-    from .models import load_model
+    from ..models import load_model
 
     if model is None or isinstance(model, str):
         return load_model(model or "default")
@@ -318,8 +318,8 @@ def _as_loaded(model):
 def _ensure_positions(base, tokenizer, needed: int) -> int | None:
     """Extend ``base``'s learned positions (copies, Longformer's recipe) when ``needed`` exceeds them;
     returns the new number of positions, or None when nothing changed."""
-    from .models.anatomy import max_positions
-    from .models.positions import extend_positions
+    from ..models.anatomy import max_positions
+    from ..models.positions import extend_positions
 
     have = max_positions(base)
     if have is None or needed <= have:
@@ -330,8 +330,8 @@ def _ensure_positions(base, tokenizer, needed: int) -> int | None:
 
 
 def _readout_influence(model, rows: list[dict], pattern, tokenizer) -> dict:
-    from .influence import prompt_influence
-    from .tasks.batching import collate
+    from ..influence import prompt_influence
+    from ..tasks.batching import collate
 
     batch = collate(rows)
     inf = prompt_influence(model.base, model.prompt, {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")},
@@ -346,8 +346,8 @@ def _readout_influence(model, rows: list[dict], pattern, tokenizer) -> dict:
 
 def run_cell(cell: Cell, config: SweepConfig, loaded, train: list[dict], test: list[dict], num_labels: int) -> dict:
     """Train and measure one cell; returns its result row (JSON-able)."""
-    from .prompts import ClassificationHead, PromptModel, SoftPrompt
-    from .prompts.training import TrainConfig, evaluate, train_soft_prompt
+    from ..prompts import ClassificationHead, PromptModel, SoftPrompt
+    from ..prompts.training import TrainConfig, evaluate, train_soft_prompt
 
     base, tokenizer, name = loaded
     hidden = base.get_input_embeddings().weight.shape[1]
@@ -513,7 +513,7 @@ def run_sweep(config: SweepConfig | None = None, out_dir: str | os.PathLike = "s
     save()
     atomic_write(out / RESULTS_MD, markdown_table(ordered, config, header).encode())
     if html:
-        from .plots.html import save_html
+        from ..plots.html import save_html
 
         save_html(sweep_figures(ordered, config, longest, num_layers=_num_layers(base)), out / HTML,
                   title=f"attnviz sweep — {config.task}, {config.variant}", text=summary(ordered))
@@ -521,7 +521,7 @@ def run_sweep(config: SweepConfig | None = None, out_dir: str | os.PathLike = "s
 
 
 def _num_layers(base) -> int:
-    from .models.anatomy import num_layers
+    from ..models.anatomy import num_layers
 
     return num_layers(base)
 
@@ -617,72 +617,13 @@ def summary(rows: list[dict]) -> str:
     return " ".join(parts)
 
 
-def accuracy_figure(rows: list[dict]):
-    """Grouped bars: held-out accuracy per cell, one group per window, colour = placement and
-    global prompt; head-only and full-attention references as their own bars."""
-    import plotly.graph_objects as go
-
-    def wname(w):
-        return "full" if w is None else f"window {w}"
-
-    windows = list(dict.fromkeys(wname(r["window"]) for r in rows))
-    series: dict[str, dict] = {}
-    for r in rows:
-        label = ("head only" if r["kind"] == "head_only"
-                 else f"{r['placement']}, global {'on' if r['global_prompt'] else 'off'}")
-        series.setdefault(label, {})[wname(r["window"])] = r
-    fig = go.Figure()
-    for label, by_w in series.items():
-        fig.add_bar(name=label, x=windows, y=[by_w[w]["accuracy"] if w in by_w else None for w in windows],
-                    customdata=[[by_w[w]["key"], _fmt(by_w[w].get("reach")), _fmt(by_w[w].get("influence_cls"))]
-                                if w in by_w else ["", "", ""] for w in windows],
-                    hovertemplate="%{customdata[0]}<br>accuracy %{y:.3f}<br>reach %{customdata[1]}<br>"
-                                  "influence on [CLS] %{customdata[2]}<extra></extra>")
-    fig.update_layout(barmode="group", title="Held-out accuracy per cell", yaxis=dict(title="accuracy", range=[0, 1]),
-                      template="plotly_white", width=1000, height=450, legend=dict(title="prompt"))
-    return fig
-
-
-def influence_by_layer_figure(rows: list[dict]):
-    """Lines: mean ablation influence of the trained prompt on the readout token ``[CLS]``, layer
-    by layer (log axis; exact zeros, where the prompt has not arrived, leave gaps). Two panels,
-    global prompt off | on; colour = placement, dash = window, black = full attention. A cell whose
-    prompt never reaches ``[CLS]`` is named "never" in the legend (it has no points)."""
-    from plotly.subplots import make_subplots
-
-    colours = {"prefix": "#1f77b4", "suffix": "#ff7f0e", "scattered": "#2ca02c", "infix": "#9467bd", "start": "#8c564b"}
-    windows = sorted({r["window"] for r in rows if r["window"] is not None})
-    dashes = dict(zip(windows, ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"] * 4))
-    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
-                        subplot_titles=("global prompt off", "global prompt on"))
-    for r in rows:
-        vals = r.get("influence_cls_by_layer")
-        if not vals or r.get("same_as"):
-            continue
-        y = [v if v > 0 else None for v in vals]
-        full = r["window"] is None
-        name = f"{'full' if full else 'w' + str(r['window'])} {r['placement']}" + ("" if any(y) else " (never)")
-        line = dict(color="black" if full else colours.get(r["placement"], "#7f7f7f"),
-                    dash="solid" if full else dashes[r["window"]], width=2)
-        fig.add_scatter(x=list(range(len(vals))), y=y, mode="lines+markers", name=name, line=line,
-                        legendgroup="on" if r["global_prompt"] else "off",
-                        legendgrouptitle_text="global on" if r["global_prompt"] else "global off",
-                        connectgaps=False, row=1, col=2 if r["global_prompt"] else 1,
-                        hovertemplate=f"{r['key']}<br>layer %{{x}}: %{{y:.3g}}<extra></extra>")
-    fig.update_xaxes(title="layer (0 = embeddings)", dtick=1)
-    fig.update_yaxes(type="log")
-    fig.update_yaxes(title="relative change of [CLS]", row=1, col=1)
-    fig.update_layout(title="Influence of the prompt on [CLS], layer by layer (gaps = exactly 0: not reached yet)",
-                      template="plotly_white", width=1100, height=620, legend=dict(groupclick="toggleitem", font=dict(size=11)))
-    return fig
-
-
 def sweep_figures(rows: list[dict], config: SweepConfig, longest: int, *, num_layers: int = 6) -> list:
-    """The figures of ``sweep.html``: accuracy per cell, influence on ``[CLS]`` by layer, and the
+    """The figures of ``sweep.html`` (drawn by :mod:`attnviz.plots.sweep` and :func:`attnviz.plots.spread_figure`): accuracy per cell, influence on ``[CLS]`` by layer, and the
     structural spread of the smallest window's first placement with global prompt off and on."""
-    from .plots.spread import spread_figure
+    from ..plots.spread import spread_figure
+    from ..plots.sweep import influence_by_layer_figure, sweep_accuracy_figure
 
-    figs = [accuracy_figure(rows), influence_by_layer_figure(rows)]
+    figs = [sweep_accuracy_figure(rows), influence_by_layer_figure(rows)]
     windows = [w for w in config.windows if w is not None]
     if windows:
         w = min(windows)
