@@ -14,8 +14,9 @@ import torch
 
 from attnviz.tasks import qa, sources
 from attnviz.cli.data import add_data_commands
-from attnviz.tasks.qa import (best_spans, f1_score, load_qa, normalize_answer, prepare_qa, qa_features, realign,
-                              span_labels, squad_metrics)
+from attnviz.tasks.qa import load_qa, prepare_qa, realign
+from attnviz.tasks.qa_features import qa_features, span_labels
+from attnviz.tasks.qa_metrics import best_spans, f1_score, normalize_answer, squad_metrics
 from attnviz.tasks.sources import BIGBENCH_TASKS, FetchError, cache_dir
 
 REAL_SDIST = cache_dir() / "downloads" / sources.BIGBENCH.filename

@@ -8,7 +8,8 @@ from datasets import Dataset
 
 from attnviz import AttentionPattern, PromptPlacement
 from attnviz.prompts import PromptModel, QAHead, SoftPrompt, TrainConfig, load_into, train_soft_prompt
-from attnviz.tasks.qa import evaluate_qa, predict_spans, qa_features
+from attnviz.tasks.qa_features import qa_features
+from attnviz.tasks.qa_metrics import evaluate_qa, predict_spans
 
 FACTS = [("Denver Broncos", "won Super Bowl 50", "Who won Super Bowl 50?"),
          ("Marie Curie", "discovered polonium", "Who discovered polonium?"),

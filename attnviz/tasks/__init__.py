@@ -13,7 +13,9 @@ the licences.
 
 from .documents import load_documents, prepare_documents
 from .evidence import evidence_far, filler_ids, insert_filler
-from .qa import evaluate_qa, load_qa, prepare_qa, qa_features, squad_metrics
+from .qa import load_qa, prepare_qa
+from .qa_features import qa_features
+from .qa_metrics import evaluate_qa, squad_metrics
 from .nli import LABELS, OFFLINE_SOURCES, SOURCES, Prepared, load_nli, prepare_nli, read_manifest, verify_nli
 from .sources import BIGBENCH, FetchError, SdistSource, cache_dir, data_dir, downloads_dir, fetch_sdist, read_members
 
