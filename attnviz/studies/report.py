@@ -28,7 +28,6 @@ DEFAULT_TEXT = ("The committee met on Tuesday to review the budget. After a long
                 "fund the new library, but asked for a detailed plan before any money is spent.")
 #: Text length (tokens) of the layout drawn when the run does not record its ``max_length``.
 DEFAULT_TEXT_LEN = 126
-SYSTEM_CHROMIUM = "/usr/bin/chromium"
 
 
 @dataclass(frozen=True)
@@ -276,34 +275,14 @@ def report_figures(run: RunRecord, *, model=None, tokenizer=None, text: str = DE
 
 
 def write_pngs(figs: list[tuple[str, go.Figure]], folder: str | os.PathLike, scale: float = 2.0) -> list[Path]:
-    """``folder/<name>.png`` for each ``(name, figure)``, drawn by kaleido in ONE Chromium session
-    (``plotly.io.write_images``; the system ``/usr/bin/chromium`` when ``$BROWSER_PATH`` is unset),
-    each written to a temporary file and renamed. Returns the paths."""
-    import plotly.io as pio
+    """``folder/<name>.png`` for each ``(name, figure)``, in one Chromium session
+    (:func:`attnviz.plots.export.write_images`). Returns the paths."""
+    from ..plots.export import write_images
 
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"cannot write PNGs into {folder}: not a folder; create it first")
-    env = {} if os.environ.get("BROWSER_PATH") or not os.path.exists(SYSTEM_CHROMIUM) else {
-        "BROWSER_PATH": SYSTEM_CHROMIUM}
-    paths = [folder / f"{name}.png" for name, _ in figs]
-    tmps = [folder / f".{p.name}.{os.getpid()}.tmp.png" for p in paths]
-    old = {k: os.environ.get(k) for k in env}
-    try:
-        os.environ.update(env)
-        pio.write_images([f for _, f in figs], tmps, format="png", scale=scale)
-        for tmp, path in zip(tmps, paths):
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-    finally:
-        for tmp in tmps:
-            tmp.unlink(missing_ok=True)
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    return paths
+    return write_images([f for _, f in figs], [folder / f"{name}.png" for name, _ in figs], scale=scale)
 
 
 def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *, model=None, tokenizer=None,

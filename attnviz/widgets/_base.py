@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import html
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -34,9 +33,7 @@ from plotly.serializers import _js_to_py, _py_to_js
 from traitlets import Dict, List
 
 from ..plots._style import FigureParts
-
-#: Chromium that kaleido uses for PNG / SVG exports when $BROWSER_PATH is not set.
-SYSTEM_CHROMIUM = "/usr/bin/chromium"
+from ..plots.export import write_images
 
 #: Seconds a burst of control changes is collected before one redraw (inside a running kernel).
 DEBOUNCE_S = 0.08
@@ -374,39 +371,11 @@ class Explorer(ShowOnce):
     # ---- exports ------------------------------------------------------------------------------
     def export_image(self, path: str | os.PathLike, figure: str | None = None, scale: float = 2.0) -> Path:
         """One figure (``figure``: a key of :attr:`figures`, default the first) as PNG, SVG or PDF,
-        by the suffix of ``path``, drawn by kaleido in a local Chromium (``$BROWSER_PATH``, else
-        ``/usr/bin/chromium`` when present, else what kaleido finds). Written to a temporary file
-        and renamed. Returns the path."""
-        path = Path(path)
-        kind = path.suffix.lower().lstrip(".")
-        if kind not in ("png", "svg", "pdf", "jpeg", "jpg", "webp"):
-            raise ValueError(f"cannot tell the image format from {path.name!r}; end it in .png, .svg or .pdf")
-        if not path.parent.is_dir():
-            raise ValueError(f"cannot write {path}: folder {path.parent} does not exist")
+        by the suffix of ``path``, drawn by kaleido (:func:`attnviz.plots.export.write_images`). Returns the path."""
         name = figure or next(iter(self.figures))
         if name not in self.figures:
             raise ValueError(f"unknown figure {name!r}; figures: {', '.join(self.figures)}")
-        fig = go.Figure(self.figures[name])
-        env = {} if os.environ.get("BROWSER_PATH") or not os.path.exists(SYSTEM_CHROMIUM) else {
-            "BROWSER_PATH": SYSTEM_CHROMIUM}
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".{kind}", dir=path.parent)
-        os.close(fd)
-        old = {k: os.environ.get(k) for k in env}
-        try:
-            os.environ.update(env)
-            fig.write_image(tmp, format="jpeg" if kind == "jpg" else kind, scale=scale)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        finally:
-            for k, v in old.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-        return path
+        return write_images([self.figures[name]], [path], scale=scale)[0]
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}: {', '.join(self.controls)}>"
