@@ -50,7 +50,7 @@ def readout_reach(pattern: AttentionPattern, layout: SequenceLayout | int, num_l
         pattern, layout, num_layers: as for :func:`attnviz.build_masks`.
         readout: the position read by the head; default ``layout.readout_position`` ([CLS]).
 
-    Bidirectional patterns without random blocks are symmetric (``masks[l]`` equals its
+    Bidirectional patterns without random blocks or sinks are symmetric (``masks[l]`` equals its
     transpose), so the backward spread is :func:`attnviz.spread_pattern` with the per-layer
     settings reversed: O(layers * L), no ``(L, L)`` masks. Otherwise the dense masks are
     transposed and run through :func:`attnviz.spread`.
@@ -59,8 +59,9 @@ def readout_reach(pattern: AttentionPattern, layout: SequenceLayout | int, num_l
     r = layout.readout_position if readout is None else int(readout)
     if not 0 <= r < layout.length:
         raise ValueError(f"readout position {r} is outside [0, {layout.length})")
-    if not pattern.causal and not pattern.random_blocks:
-        rev = replace(pattern, window=_reversed(pattern.window), dilation=_reversed(pattern.dilation))
+    if not pattern.causal and not pattern.random_blocks and not pattern.sinks:   # sinks are keys only: not symmetric
+        rev = replace(pattern, window=_reversed(pattern.window), dilation=_reversed(pattern.dilation),
+                      chunk=_reversed(pattern.chunk))
         return spread_pattern(rev, layout, num_layers, sources=[r]).reached[-1]
     masks = build_masks(pattern, layout, num_layers)
     return spread(masks.flip(0).transpose(1, 2), [r]).reached[-1]
