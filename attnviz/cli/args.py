@@ -13,30 +13,31 @@ class Parser(argparse.ArgumentParser):
 
 
 # ---- argument types --------------------------------------------------------------------------
-def int_at_least(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"must be an int >= {minimum}, got {text!r}")
-        return value
-    parse.__name__ = f"int >= {minimum}"
-    return parse
+def at_least(minimum, kind: type = int, what: str = "an int"):
+    """An argparse ``type`` that parses ``kind`` (``int`` or ``float``) and refuses values below
+    ``minimum`` (and NaN), naming the value."""
+    shown = f"{minimum:g}" if kind is float else str(minimum)
 
-
-def float_at_least(minimum: float):
-    def parse(text: str) -> float:
+    def parse(text: str):
         try:
-            value = float(text)
+            value = kind(text)
         except ValueError:
             value = None
         if value is None or not value >= minimum:
-            raise argparse.ArgumentTypeError(f"must be a number >= {minimum:g}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"must be {what} >= {shown}, got {text!r}")
         return value
-    parse.__name__ = f"number >= {minimum:g}"
+    parse.__name__ = f"{what.split()[-1]} >= {shown}"
     return parse
+
+
+def int_at_least(minimum: int):
+    """``int`` argument ``>= minimum``."""
+    return at_least(minimum, int, "an int")
+
+
+def float_at_least(minimum: float):
+    """Number (``float``) argument ``>= minimum``."""
+    return at_least(minimum, float, "a number")
 
 
 def _entry(text: str, what: str, allow_none: bool) -> int | None:
