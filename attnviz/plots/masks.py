@@ -19,7 +19,8 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from ..patterns import BLOCKED, FUTURE, GLOBAL, RANDOM, REASONS, WINDOW, AttentionPattern, as_layout, describe
+from ..patterns import (BLOCKED, FUTURE, GLOBAL, OTHER_DOCUMENT, OUTSIDE_CHUNK, PREFIX, RANDOM, REASONS, SINK, WINDOW,
+                        AttentionPattern, as_layout, describe)
 from ..placement import SequenceLayout
 from ..pooling import PooledMask, block_edges, pooled_reasons
 from ._style import FONT, TEMPLATE, FigureParts, discrete_colorscale, segment_legend, segment_strip, thin_segment_marks
@@ -33,9 +34,14 @@ REASON_COLORS = {
     GLOBAL: "#E69F00",
     RANDOM: "#009E73",
     FUTURE: "#fff7d1",
+    PREFIX: "#56B4E9",
+    SINK: "#CC79A7",
+    OUTSIDE_CHUNK: "#8c8c8c",
+    OTHER_DOCUMENT: "#525252",
 }
 REASON_SHORT = {BLOCKED: "blocked (outside window)", WINDOW: "window", GLOBAL: "global",
-                RANDOM: "random block", FUTURE: "future (causal)"}
+                RANDOM: "random block", FUTURE: "future (causal)", PREFIX: "prefix (both ways)",
+                SINK: "attention sink", OUTSIDE_CHUNK: "outside the chunk", OTHER_DOCUMENT: "other document"}
 POOLED_SCALE = [[0.0, "#f7f7f7"], [0.02, "#deebf7"], [0.5, "#6baed6"], [1.0, "#08306b"]]
 
 
@@ -50,6 +56,14 @@ def _possible_reasons(pattern: AttentionPattern, layout: SequenceLayout, layers:
         out.append(BLOCKED)
     if pattern.causal:
         out.append(FUTURE)
+    if pattern.prefix_lm is not None:
+        out.append(PREFIX)
+    if pattern.sinks:
+        out.insert(1, SINK)
+    if pattern.chunk is not None:
+        out.append(OUTSIDE_CHUNK)
+    if pattern.documents:
+        out.append(OTHER_DOCUMENT)
     return out
 
 
@@ -57,7 +71,7 @@ def _layer_groups(pattern: AttentionPattern, layers: Sequence[int]) -> list[list
     """Layers with identical masks share one trace (random blocks differ per layer)."""
     groups: dict = {}
     for l in layers:
-        key = (pattern.window_at(l), pattern.dilation_at(l), l if pattern.random_blocks else None)
+        key = (pattern.window_at(l), pattern.dilation_at(l), pattern.chunk_at(l), l if pattern.random_blocks else None)
         groups.setdefault(key, []).append(l)
     return list(groups.values())
 
