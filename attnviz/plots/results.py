@@ -56,19 +56,21 @@ def accuracy_figure(accuracy: Mapping[str, float], n: int | Mapping[str, int], *
             customdata=[[lo[i], hi[i], ns[labels[i]]] for i in idx],
             hovertemplate=f"%{{{'y' if horizontal else 'x'}}}: {value} (95 % interval %{{customdata[0]:.2f}}–"
                           "%{customdata[1]:.2f}, n=%{customdata[2]})<extra></extra>"))
-    if chance is not None:
+    if chance is not None:   # a dashed line named in the legend (a label on the plot would sit on a bar)
         line = dict(color="#555", dash="dash", width=1.5)
-        note = dict(annotation_text=f"chance {chance:.2f}", annotation_font=dict(size=14))
         if horizontal:
-            fig.add_vline(x=chance, line=line, annotation_position="top", **note)
+            fig.add_vline(x=chance, line=line)
         else:
-            fig.add_hline(y=chance, line=line, annotation_position="top left", **note)
+            fig.add_hline(y=chance, line=line)
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=line, name=f"chance {chance:.2f}",
+                                 hoverinfo="skip"))
     value_axis = dict(title_text="held-out accuracy", range=[0, 1.05], tickformat=".0%")
     long = max(map(len, labels), default=0)
-    label_axis = dict(tickangle=-30 if not horizontal and long * len(labels) > 90 else 0)
+    label_axis = dict(tickangle=-30 if not horizontal and long * len(labels) > 90 else 0,
+                      categoryorder="array", categoryarray=labels)          # the caller's order, not by group
     if horizontal:
         label_axis.update(autorange="reversed", automargin=True)
-    fig.update_layout(template=TEMPLATE, font=FONT, width=width, barmode="group",
+    fig.update_layout(template=TEMPLATE, font=FONT, width=width, barmode="overlay", bargap=0.25,
                       height=height or (190 + 34 * len(labels) if horizontal else 480),
                       title=dict(text=title or "Held-out accuracy (bars: 95 % interval)", x=0.5, xanchor="center"),
                       xaxis=value_axis if horizontal else label_axis, yaxis=label_axis if horizontal else value_axis,
