@@ -44,9 +44,9 @@ module per method (:mod:`~attnviz.influence.ablation`, :mod:`~attnviz.influence.
 """
 
 from .measure import METHODS_BY_NAME, prompt_influence
-from .result import BASELINES, METHODS, InfluenceMap, block_means, distance_profile
+from .result import BASELINES, METHODS, Baseline, InfluenceMap, Method, block_means, distance_profile
 from .rollout import attention_rollout, rollout_step
 from .runs import resolve_special_tokens
 
-__all__ = ["BASELINES", "METHODS", "METHODS_BY_NAME", "InfluenceMap", "attention_rollout", "block_means",
+__all__ = ["BASELINES", "METHODS", "METHODS_BY_NAME", "Baseline", "Method", "InfluenceMap", "attention_rollout", "block_means",
            "distance_profile", "prompt_influence", "resolve_special_tokens", "rollout_step"]

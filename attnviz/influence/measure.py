@@ -14,7 +14,7 @@ from ..patterns import AttentionPattern
 from ..placement import PromptPlacement
 from ..spread import spread_pattern
 from . import ablation, gradient, rollout
-from .result import InfluenceMap
+from .result import Baseline, InfluenceMap, Method
 from .runs import OutputScalar, Run, Runner, baseline_vectors, prompt_and_placement, resolve_special_tokens, row_groups
 
 #: Each method's module: ``check(backend)``, ``run_group(run, group) -> (values, attribution)``,
@@ -28,8 +28,8 @@ def prompt_influence(
     batch: Mapping,
     pattern: AttentionPattern | None = None,
     placement: PromptPlacement | None = None,
-    method: str = "ablation",
-    baseline: str | torch.Tensor = "zeros",
+    method: Method = "ablation",
+    baseline: Baseline | torch.Tensor = "zeros",
     backend: str = "dense",
     output: Callable | None = None,
     *,

@@ -4,6 +4,7 @@ means (:func:`distance_profile`) and per-block means (:func:`block_means`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 
@@ -11,10 +12,13 @@ from ..patterns import AttentionPattern
 from ..placement import SequenceLayout
 from ..spread import Spread, spread_pattern
 
-#: The methods of :func:`attnviz.influence.prompt_influence` (one module each).
-METHODS = ("ablation", "rollout", "gradient")
-#: Named baselines that replace the prompt (or a tensor).
-BASELINES = ("zeros", "mean")
+#: A method of :func:`attnviz.influence.prompt_influence` (one module each); the choices are
+#: defined here once and read by the CLI and the explorers through :data:`METHODS`.
+Method = Literal["ablation", "rollout", "gradient"]
+METHODS: tuple[str, ...] = get_args(Method)
+#: A named baseline that replaces the prompt (or a tensor).
+Baseline = Literal["zeros", "mean"]
+BASELINES: tuple[str, ...] = get_args(Baseline)
 
 
 # ---- the result ---------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import ipywidgets as widgets
 import plotly.graph_objects as go
 import torch
 
+from ..influence import METHODS
 from ..patterns import AttentionPattern, describe
 from ..placement import PLACEMENTS, PromptPlacement, SequenceLayout
 from ..plots import influence_figure, save_html
@@ -33,7 +34,6 @@ from .pattern import FULL, _window_label
 
 #: Prompt sources that are not files: ``SoftPrompt.init`` with ``init="text"`` ([SEP] copies + noise) or ``"random"``.
 PROMPT_INITS = ("text", "random")
-METHODS = ("ablation", "rollout", "gradient")
 WINDOW_OPTIONS = (2, 4, 8, 16, 32, 64, 128, 256, 512, None)
 MEAN = "mean"
 #: Above this many positions the attention heatmap is pooled to blocks (prompt rows / columns stay exact).
