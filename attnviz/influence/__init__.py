@@ -3,28 +3,13 @@
 :func:`attnviz.spread` says where the prompt *can* arrive (a graph search on the masks);
 :func:`prompt_influence` measures how much it does, on a real batch, with one of three methods:
 
-``ablation``
-    Run the model twice on the same layout: once with the prompt, once with the prompt vectors
-    replaced by a baseline (zeros, or the mean token embedding). Influence of layer ``l`` on
-    token ``t`` is ``‖h_l(with)[t] − h_l(baseline)[t]‖ / ‖h_l(with)[t]‖`` (``h_0`` = the
-    embeddings output). Where ``spread`` says the prompt has not arrived, the two runs compute
-    bit for bit the same numbers, so the influence is **exactly 0.0** there (dense backend;
-    tested): a token that is not reached attends only to keys that are not reached, blocked keys
-    get probability exactly 0 from the ``finfo.min`` additive mask (``exp`` underflows to 0.0,
-    and ``0 · v`` adds nothing), and every other operation works row by row on identical inputs
-    with identical shapes, hence in identical order.
-``rollout``
-    Attention rollout (Abnar & Zuidema 2020): per layer, average the heads, add the identity
-    (the residual stream), row-normalise, and multiply through the layers. Influence is the
-    rolled-out attention mass a token puts on the prompt positions. Computed inside forward hooks,
-    one layer at a time, on ``(L, n_prompt)`` columns only: exact at any length the model runs,
-    never ``(layers, heads, L, L)`` in memory. Exactly 0.0 where unreached, like ablation.
-``gradient``
-    Grad × input of the task output with respect to each prompt vector,
-    ``Σ_h ∂o/∂p_jh · (p_jh − b_jh)`` (first-order estimate of how much ablating token ``j``
-    changes the output ``o``), or integrated gradients (``integrated=True``, needs ``captum``).
-    The map is the same first-order estimate of the ablation map, computed in one forward-mode
-    pass (Jacobian · (prompt − baseline)).
+* ``ablation`` (:mod:`~attnviz.influence.ablation`): the model run with the prompt and with a
+  baseline in its place; the relative change of each hidden state. Exactly 0.0 where the prompt
+  has not arrived (``dense`` and ``tiled`` backends; tested).
+* ``rollout`` (:mod:`~attnviz.influence.rollout`): attention rollout (Abnar & Zuidema 2020) on
+  the prompt columns, inside forward hooks; exactly 0.0 where unreached.
+* ``gradient`` (:mod:`~attnviz.influence.gradient`): a forward-mode first-order estimate of the
+  ablation map; attribution by grad × input or integrated gradients.
 
 Per-prompt-token attribution to the output (``InfluenceMap.attribution``, ``(B, n)``, signed:
 positive = the output is larger with the token than without): gradient × input (or integrated

@@ -4,8 +4,8 @@ Run the model twice on the same layout: once with the prompt, once with the prom
 replaced by a baseline (zeros, or the mean token embedding). Influence of layer ``l`` on
 token ``t`` is ``‖h_l(with)[t] − h_l(baseline)[t]‖ / ‖h_l(with)[t]‖`` (``h_0`` = the
 embeddings output). Where ``spread`` says the prompt has not arrived, the two runs compute
-bit for bit the same numbers, so the influence is **exactly 0.0** there (dense backend;
-tested): a token that is not reached attends only to keys that are not reached, blocked keys
+bit for bit the same numbers, so the influence is **exactly 0.0** there (dense and tiled
+backends; tested): a token that is not reached attends only to keys that are not reached, blocked keys
 get probability exactly 0 from the ``finfo.min`` additive mask (``exp`` underflows to 0.0,
 and ``0 · v`` adds nothing), and every other operation works row by row on identical inputs
 with identical shapes, hence in identical order.
