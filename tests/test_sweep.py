@@ -43,8 +43,8 @@ def test_cells_enumerated_exactly():
     # the default grid: 3 windows x (head only + 3 placements x 2) + 2 full-attention references
     assert len(cells(SweepConfig())) == 3 * 7 + 2
     # a window of 2 (L - 1) or more is full attention, where global_prompt changes no mask
-    assert effective_key(Cell("prompt", 64, True, "prefix"), 33) == ("prefix", None, False)
-    assert effective_key(Cell("prompt", 62, True, "prefix"), 33) == ("prefix", 62, True)
+    assert effective_key(Cell("prompt", 64, True, "prefix"), 33) == ("prefix", None, False, None)
+    assert effective_key(Cell("prompt", 62, True, "prefix"), 33) == ("prefix", 62, True, None)
     assert SweepConfig(n_tokens=20, max_length=256).scatter_every == 12
 
 
@@ -61,7 +61,7 @@ def test_sweep_runs_resumes_and_writes(setup, monkeypatch):
         calls.append(model.describe())
         return real(model, *a, **kw)
 
-    fail_after = [3]
+    fail_after = [2]   # head-only cells train on cached features, without train_soft_prompt
     monkeypatch.setattr(training, "train_soft_prompt", counting)
     cfg = _config(data)
     out = root / "out"
@@ -75,10 +75,11 @@ def test_sweep_runs_resumes_and_writes(setup, monkeypatch):
     result = run_sweep(cfg, out, model=(base, tok, "tiny"), progress=False)
     keys = [c.key for c in cells(cfg)]
     assert [r["key"] for r in result.rows] == keys
-    # 12 cells; 3 were done; w64 is full attention at this length (21 positions with the prompt), so
-    # w64-*-global and the full-attention references are copies: 5 more trainings
-    assert result.trained == ["w4-suffix", "w4-suffix-global", "w64-head-only", "w64-prefix", "w64-suffix"]
-    assert len(calls) == 3 + 5
+    # 12 cells (one seed); 3 were done; w64 is full attention at this length (21 positions with the prompt),
+    # so w64-*-global and the full-attention references are copies: 5 more trainings, 4 of them prompts
+    assert result.trained == ["w4-suffix#s0", "w4-suffix-global#s0", "w64-head-only#s0", "w64-prefix#s0",
+                              "w64-suffix#s0"]
+    assert len(calls) == 2 + 4
     rows = {r["key"]: r for r in result.rows}
     assert rows["w64-prefix-global"]["same_as"] == "w64-prefix"
     assert rows["full-prefix"]["same_as"] == "w64-prefix"
@@ -86,7 +87,7 @@ def test_sweep_runs_resumes_and_writes(setup, monkeypatch):
     assert rows["full-prefix"]["accuracy"] == rows["w64-prefix"]["accuracy"]
 
     again = run_sweep(cfg, out, model=(base, tok, "tiny"), progress=False)
-    assert again.trained == [] and len(calls) == 8
+    assert again.trained == [] and len(calls) == 6
     assert again.rows == result.rows
 
     # every row: real numbers in range; the reach is spread_pattern's on the longest input's layout
@@ -123,9 +124,9 @@ def test_sweep_runs_resumes_and_writes(setup, monkeypatch):
 
     md = (out / "results.md").read_text()
     assert md.count("\n| w") == 10 and md.count("\n| full") == 2
-    assert "| w4-suffix | 4 | no | suffix | 0.5 |" in md
+    assert "| w4-suffix | 4 | no | suffix | 0.500 | " in md and "Wilson score (95 %, one seed)" in md
     html = (out / "sweep.html").read_text()
-    assert html.count('class="figure"') == 4 and "Held-out accuracy per cell" in html
+    assert html.count('class="figure"') == 4 and "Held-out accuracy (bars: 95 % interval)" in html
 
     # another configuration in the same folder is refused, not mixed in
     with pytest.raises(ValueError, match="another configuration.*steps: saved 2, now 3"):

@@ -158,7 +158,10 @@ def _list_arg(parse_one, what: str, allowed: str):
 
 
 def _window_entry(t: str):
-    return None if t.lower() in ("none", "full") else int(t)
+    """``32``, ``full`` / ``none``, or a per-layer schedule ``16-32-48-80-96-112``."""
+    if t.lower() in ("none", "full"):
+        return None
+    return tuple(int(x) for x in t.split("-")) if "-" in t else int(t)
 
 
 _ON_OFF = {"on": True, "off": False, "true": True, "false": False, "yes": True, "no": False}
@@ -178,9 +181,20 @@ def _add_sweep(sub) -> None:
     p.add_argument("--task", default=d.task, help=f"{', '.join(TASKS)} (documents = BBC News) or a .jsonl / .csv "
                                                   f"file with text and label (default: {d.task})")
     p.add_argument("--variant", choices=VARIANTS, default=d.variant,
-                   help="plain documents, or far: [CLS] + filler + the document (default: far)")
-    p.add_argument("--window", type=_list_arg(_window_entry, "windows", "even ints or 'full'"), default=d.windows,
-                   metavar="W,W", help="window widths of the grid, e.g. 32,128,512 ('full' = full attention)")
+                   help="plain documents; far: [CLS] + filler + the document; position: the document at each of "
+                        "--positions inside filler of fixed total length (default: far)")
+    p.add_argument("--window", type=_list_arg(_window_entry, "windows", "even ints, 'full' or per-layer W-W-W"),
+                   default=d.windows, metavar="W,W",
+                   help="window widths of the grid, e.g. 32,128,512 ('full' = full attention; 16-32-48-80-96-112 = "
+                        "one width per layer)")
+    p.add_argument("--seeds", type=_list_arg(int, "seeds", "ints >= 0"), default=d.seeds, metavar="S,S",
+                   help="training seeds; every cell runs once per seed and reports mean accuracy with a 95 %% "
+                        "interval (bootstrap over documents and seeds; Wilson with one seed) (default: 0)")
+    p.add_argument("--positions", type=_list_arg(float, "positions", "fractions 0..1"), default=d.positions,
+                   metavar="P,P", help="position variant: where the document sits in the filler, 0 = next to [CLS], "
+                                       "1 = after all of it (default: 0,0.5,1)")
+    p.add_argument("--threads", type=int_at_least(1), default=None,
+                   help="torch threads (default: torch's choice; 1 on a shared machine)")
     p.add_argument("--global-prompt", type=_list_arg(lambda t: _ON_OFF[t.lower()], "global-prompt", "on / off"),
                    default=d.global_prompt, metavar="off,on", help="global attention for prompt tokens (default: off,on)")
     p.add_argument("--placement", type=_list_arg(str, "placements", ", ".join(SWEEP_PLACEMENTS)), default=d.placements,
@@ -198,7 +212,7 @@ def _add_sweep(sub) -> None:
                    help=f"training documents (default {d.train_size})")
     p.add_argument("--test-size", type=int_at_least(1), default=d.test_size, metavar="N",
                    help=f"held-out documents (default {d.test_size})")
-    p.add_argument("--seed", type=int_at_least(0), default=d.seed, help="data, initialisation and order (default 0)")
+    p.add_argument("--seed", type=int_at_least(0), default=d.seed, help="the documents drawn (default 0); training seeds: --seeds")
     p.add_argument("--init", default=d.init, help="prompt init: text ([SEP] copies + noise), vocab, labels, random")
     p.add_argument("--backend", default=d.backend, help="training backend: sdpa (default) or dense")
     p.add_argument("--references", type=_list_arg(str, "references", ", ".join(REFERENCES) + " or none"),
@@ -217,10 +231,14 @@ def _run_sweep(args) -> int:
                          placements=args.placement, n_tokens=args.n_tokens, max_length=args.max_length,
                          filler_tokens=args.filler_tokens, steps=args.steps, batch_size=args.batch_size,
                          train_size=args.train_size, test_size=args.test_size, seed=args.seed, init=args.init,
-                         backend=args.backend, references=references)
+                         backend=args.backend, references=references, seeds=args.seeds, positions=args.positions)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     result = run_sweep(config, args.out, progress=not args.no_progress)
     print((result.out_dir / "results.md").read_text())
-    print(f"{len(result.trained)} cells trained in {result.seconds / 60:.1f} min; wrote {result.out_dir / 'results.json'}, "
+    print(f"{len(result.trained)} runs (cell x seed) trained in {result.seconds / 60:.1f} min; wrote {result.out_dir / 'results.json'}, "
           f"results.md and sweep.html")
     return 0
 

@@ -18,7 +18,18 @@ more than 512 positions) and records, per cell:
 
 Reference rows: the head alone (no prompt) under each window, and a prompt under full attention.
 
-Two variants of the data (``variant``):
+Seeds and intervals: every cell runs once per training seed in ``seeds`` (prompt and head
+initialisation, data order; the documents drawn stay those of ``seed``, so every seed is scored on
+the same held-out documents). ``results.json`` keeps each held-out document's correctness per seed
+(``runs``), and each cell's row reports the mean accuracy with a 95 % interval from
+:func:`attnviz.stats.estimate`: a percentile bootstrap over held-out documents and seeds (two
+seeds or more), the Wilson score interval with one seed; the method is named in the row, the
+markdown and the figure.
+
+A window may be a per-layer schedule, e.g. ``(16, 32, 48, 80, 96, 112)`` (increasing with depth),
+named ``w16-32-48-80-96-112``.
+
+Three variants of the data (``variant``):
 
 * ``"plain"``: the documents, truncated to ``max_length`` tokens;
 * ``"far"``: :func:`attnviz.tasks.evidence_far`, ``[CLS]`` + ``filler_tokens`` identical filler
@@ -26,16 +37,23 @@ Two variants of the data (``variant``):
   no global tokens, ``[CLS]`` sees only ``layers * w / 2`` positions to its right after the last
   layer, so if the filler is longer, nothing of the document can reach the classifier — unless the
   prompt relays it.
+* ``"position"``: :func:`attnviz.tasks.evidence.evidence_at`, ``[CLS]`` + filler + the document +
+  filler + ``[SEP]``, every input ``max_length`` tokens, the document at each of ``positions``
+  (fractions of the ``filler_tokens`` free room in front of it: 0 = next to ``[CLS]``, 1 = as far
+  as it goes): the evidence-position curve, the window analogue of "Lost in the Middle". Cells
+  are named ``…-pos0.5``.
 
 Fast paths, so the default grid runs on a 2-core laptop: reach-aware pruning (a prompt cell
 without global tokens computes only the positions that can reach ``[CLS]``), the ``sdpa`` backend,
-head-only cells need no backward pass through the model, held-out documents evaluated in length
+head-only cells compute the frozen features once per (window, position) and train each seed's head
+on them (the prompt-free encoder cannot change with the seed), held-out documents evaluated in length
 order (little padding), and cells whose masks are identical at this length (a window wider than
 twice the sequence is full attention, where ``global_prompt`` changes nothing) trained once:
 the copy says ``same_as``.
 
-Resumable: ``results.json`` is rewritten atomically after every cell; a rerun with the same
-configuration skips finished cells. Outputs in ``out_dir``: ``results.json``, ``results.md`` (a
+Resumable: ``results.json`` is rewritten atomically after every run (cell × seed); a rerun with
+the same settings skips finished runs, and may add seeds, positions, windows, placements or
+global settings (the grid's axes) to a finished sweep: only the new runs are trained. Outputs in ``out_dir``: ``results.json``, ``results.md`` (a
 markdown table) and ``sweep.html`` (offline page of figures).
 """
 
@@ -56,7 +74,7 @@ from ..spread import spread_pattern
 from ..checks import check_int
 
 #: Data variants: the documents as they are, or behind filler tokens (:func:`attnviz.tasks.evidence_far`).
-VARIANTS = ("plain", "far")
+VARIANTS = ("plain", "far", "position")
 #: Built-in tasks; ``"documents"`` is BBC News. A ``.jsonl`` / ``.json`` / ``.csv`` file (text, label) also works.
 TASKS = ("documents", "bbc", "polarity")
 #: Placements a sweep can use (``infix`` needs a position per input, so it is not offered).
@@ -66,7 +84,9 @@ REFERENCES = ("head_only", "full")
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 HTML = "sweep.html"
-FORMAT = 1
+FORMAT = 2
+#: Settings that are the grid's axes: a resumed sweep may change these (new runs are added).
+AXES = ("windows", "global_prompt", "placements", "references", "seeds", "positions")
 
 
 @dataclass(frozen=True)
@@ -97,7 +117,12 @@ class SweepConfig:
             evenly over ``max_length``).
         steps, batch_size, lr_prompt, lr_head: training (:class:`attnviz.prompts.TrainConfig`).
         train_size, test_size: documents drawn (seeded) from each split.
-        seed: data draw, head and prompt initialisation, data order.
+        seed: the documents drawn (and a ``"random"`` filler); the same for every training seed.
+        seeds: training seeds (prompt and head initialisation, data order): every cell runs once
+            per seed, e.g. ``(0, 1, 2)``.
+        positions: ``"position"`` variant: where the document sits in the free room, fractions
+            0 … 1 (``filler_tokens`` filler in all; the document gets ``max_length - filler_tokens - 2``
+            tokens).
         init: prompt initialisation (:meth:`attnviz.prompts.SoftPrompt.init`; ``"text"`` =
             ``[SEP]`` copies + noise, the best start measured).
         backend: ``"sdpa"`` (fast) or ``"dense"`` for training; influence always runs dense.
@@ -126,6 +151,8 @@ class SweepConfig:
     backend: str = "sdpa"
     references: tuple = REFERENCES
     influence_examples: int = 8
+    seeds: tuple = (0,)
+    positions: tuple = (0.0, 0.5, 1.0)
 
     def __post_init__(self):
         from ..prompts.soft_prompt import INITS
@@ -137,21 +164,24 @@ class SweepConfig:
                              f"file with text and label columns")
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; allowed: {', '.join(VARIANTS)}")
-        for name in ("windows", "global_prompt", "placements", "references"):
+        for name in ("windows", "global_prompt", "placements", "references", "seeds", "positions"):
             value = getattr(self, name)
-            if isinstance(value, (str, int, bool)) or value is None:
+            if isinstance(value, (str, int, float, bool)) or value is None:
                 value = (value,)
-            object.__setattr__(self, name, tuple(value))
+            object.__setattr__(self, name, tuple(tuple(v) if isinstance(v, list) else v for v in value))
         if not self.windows:
             raise ValueError("windows is empty; give at least one window, e.g. (32, 128, 512)")
-        for w in self.windows:
-            if w is None:
+        for entry in self.windows:
+            if entry is None:
                 continue
-            if isinstance(w, bool) or not isinstance(w, int):
-                raise TypeError(f"windows must be ints or None (full attention), got {w!r}")
-            if w <= 0 or w % 2:
-                raise ValueError(f"window must be an even int >= 2 (the total width, w/2 each side) or None for full "
-                                 f"attention, got {w}; try {max(2, w + w % 2)}")
+            if isinstance(entry, tuple) and not entry:
+                raise ValueError("a per-layer window schedule is empty; give one even int per layer")
+            for w in (entry if isinstance(entry, tuple) else (entry,)):
+                if isinstance(w, bool) or not isinstance(w, int):
+                    raise TypeError(f"windows must be ints, per-layer tuples of ints, or None (full attention), got {entry!r}")
+                if w <= 0 or w % 2:
+                    raise ValueError(f"window must be an even int >= 2 (the total width, w/2 each side) or None for "
+                                     f"full attention, got {w}; try {max(2, w + w % 2)}")
         if len(set(self.windows)) != len(self.windows):
             raise ValueError(f"windows has duplicates: {self.windows}")
         if not self.global_prompt or not all(isinstance(g, bool) for g in self.global_prompt):
@@ -174,6 +204,24 @@ class SweepConfig:
             check_int(name, getattr(self, name), minimum)
         if self.every is not None:
             check_int("every", self.every, 1)
+        if not self.seeds:
+            raise ValueError("seeds is empty; give at least one training seed, e.g. (0, 1, 2)")
+        for s in self.seeds:
+            check_int("seeds", s, 0)
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds has duplicates: {self.seeds}")
+        if not self.positions:
+            raise ValueError("positions is empty; give fractions of the free room, e.g. (0.0, 0.5, 1.0)")
+        for p in self.positions:
+            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+                raise ValueError(f"positions must be fractions in [0, 1] (0: next to [CLS], 1: after all the filler), "
+                                 f"got {p!r}")
+        object.__setattr__(self, "positions", tuple(float(p) for p in self.positions))
+        if len(set(self.positions)) != len(self.positions):
+            raise ValueError(f"positions has duplicates: {self.positions}")
+        if self.variant == "position" and self.max_length < self.filler_tokens + 3:
+            raise ValueError(f"max_length {self.max_length} leaves no room for the document beside {self.filler_tokens} "
+                             f"filler tokens; use max_length >= {self.filler_tokens + 3}")
         if self.variant == "far" and self.max_length < self.filler_tokens + 3:
             raise ValueError(f"max_length {self.max_length} leaves no room for the document after [CLS] and "
                              f"{self.filler_tokens} filler tokens; use max_length >= {self.filler_tokens + 3}, "
@@ -193,11 +241,20 @@ class SweepConfig:
         return self.every if self.every is not None else max(1, (self.max_length - 2) // self.n_tokens)
 
     def to_dict(self) -> dict:
-        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in fields(self)}
+        def plain(v):
+            return [plain(x) for x in v] if isinstance(v, tuple) else v
+        return {f.name: plain(getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "SweepConfig":
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        def tup(v):
+            return tuple(tup(x) for x in v) if isinstance(v, list) else v
+        return cls(**{k: tup(v) for k, v in d.items()})
+
+    @property
+    def article_tokens(self) -> int:
+        """``"position"`` variant: document tokens per input (``max_length - filler_tokens - 2``)."""
+        return self.max_length - self.filler_tokens - 2
 
 
 @dataclass(frozen=True)
@@ -207,23 +264,27 @@ class Cell:
     Attributes:
         kind: ``"prompt"`` (a trained prompt + head), ``"head_only"`` (the head alone) or ``"full"``
             (a prompt under full attention, the reference).
-        window: window width, None for full attention.
+        window: window width, a per-layer tuple (a schedule), or None for full attention.
         global_prompt: prompt tokens attend and are attended globally.
         placement: the prompt's placement, None for ``head_only``.
+        position: ``"position"`` variant: where the document sits (0 … 1); None otherwise.
     """
 
     kind: str
-    window: int | None
+    window: int | tuple | None
     global_prompt: bool = False
     placement: str | None = None
+    position: float | None = None
 
     @property
     def key(self) -> str:
-        """A stable name, e.g. ``"w32-prefix-global"``, ``"w32-head-only"``, ``"full-prefix"``."""
-        w = "full" if self.window is None else f"w{self.window}"
+        """A stable name, e.g. ``"w32-prefix-global"``, ``"w32-head-only"``, ``"full-prefix"``,
+        ``"w16-32-48-80-96-112-prefix-global"``, ``"w32-prefix-pos0.5"``."""
+        w = window_name(self.window)
+        pos = "" if self.position is None else f"-pos{self.position:g}"
         if self.kind == "head_only":
-            return f"{w}-head-only"
-        return f"{w}-{self.placement}" + ("-global" if self.global_prompt else "")
+            return f"{w}-head-only{pos}"
+        return f"{w}-{self.placement}" + ("-global" if self.global_prompt else "") + pos
 
     def pattern(self) -> AttentionPattern:
         return AttentionPattern(window=self.window, global_prompt=self.global_prompt)
@@ -235,21 +296,37 @@ class Cell:
         return PromptPlacement(self.placement, n_tokens=config.n_tokens, every=every)
 
 
+def window_name(window) -> str:
+    """``"w32"``, ``"w16-32-48"`` (a per-layer schedule) or ``"full"``."""
+    if window is None:
+        return "full"
+    if isinstance(window, tuple):
+        return "w" + "-".join(str(w) for w in window)
+    return f"w{window}"
+
+
+def run_key(cell: Cell, seed: int) -> str:
+    """The name of one run: the cell's key and the training seed, e.g. ``"w32-prefix-global#s1"``."""
+    return f"{cell.key}#s{seed}"
+
+
 def cells(config: SweepConfig) -> list[Cell]:
-    """The cells of ``config``'s grid, in run order: per window the head-only reference (if asked),
-    then placement × global_prompt; then the full-attention references (a prompt at the first
-    placement, and the head alone), unless the grid has ``None`` among its windows already."""
+    """The cells of ``config``'s grid, in run order: per position (``"position"`` variant, in the
+    order given) and per window the head-only reference (if asked), then placement × global_prompt;
+    then the full-attention references (a prompt at the first placement, and the head alone),
+    unless the grid has ``None`` among its windows already."""
     out: list[Cell] = []
-    for w in config.windows:
-        if "head_only" in config.references:
-            out.append(Cell("head_only", w))
-        for p in config.placements:
-            for g in config.global_prompt:
-                out.append(Cell("prompt", w, g, p))
-    if "full" in config.references and None not in config.windows:
-        out.append(Cell("full", None, False, config.placements[0]))
-        if "head_only" in config.references:
-            out.append(Cell("head_only", None))
+    for pos in (config.positions if config.variant == "position" else (None,)):
+        for w in config.windows:
+            if "head_only" in config.references:
+                out.append(Cell("head_only", w, position=pos))
+            for p in config.placements:
+                for g in config.global_prompt:
+                    out.append(Cell("prompt", w, g, p, pos))
+        if "full" in config.references and None not in config.windows:
+            out.append(Cell("full", None, False, config.placements[0], pos))
+            if "head_only" in config.references:
+                out.append(Cell("head_only", None, position=pos))
     return out
 
 
@@ -258,10 +335,11 @@ def effective_key(cell: Cell, length: int) -> tuple:
     lets every token see every other (full attention), and under full attention ``global_prompt``
     changes no mask. Cells with equal keys are trained once."""
     window = cell.window
-    if window is not None and window // 2 >= length - 1:
+    widths = window if isinstance(window, tuple) else (window,)
+    if window is not None and all(w // 2 >= length - 1 for w in widths):
         window = None
     glob = cell.global_prompt if window is not None else False
-    return (cell.placement, window, glob)
+    return (cell.placement, window, glob, cell.position)
 
 
 # ---- data -----------------------------------------------------------------------------------------
@@ -271,13 +349,15 @@ def _rows(ds) -> list[dict]:
              else [0] * len(r["input_ids"]), "label": int(r["label"])} for r in ds]
 
 
-def load_sweep_data(config: SweepConfig, tokenizer, *, progress: bool = False) -> tuple[list[dict], list[dict], list[str]]:
+def load_sweep_data(config: SweepConfig, tokenizer, *, progress: bool = False,
+                    position: float | None = None) -> tuple[list[dict], list[dict], list[str]]:
     """``(train rows, test rows, label names)``: tokenized (``input_ids``, ``token_type_ids``,
     ``label``), at most ``max_length`` tokens each, in ``config.variant``. Test rows come sorted
-    by length (evaluation pads less; accuracy does not depend on the order)."""
-    from ..tasks.evidence import evidence_far
+    by length (evaluation pads less; accuracy does not depend on the order). ``position``: the
+    ``"position"`` variant's document position (default: ``config.positions[0]``)."""
+    from ..tasks.evidence import evidence_at, evidence_far
 
-    far = config.variant == "far"
+    far = config.variant in ("far", "position")
     if config.task in TASKS:
         from ..tasks.documents import load_documents, prepare_documents
 
@@ -296,7 +376,12 @@ def load_sweep_data(config: SweepConfig, tokenizer, *, progress: bool = False) -
         task = load_task(config.task, tokenizer, max_length=config.max_length, train_limit=config.train_size,
                          eval_limit=config.test_size, seed=config.seed)
         train, test, names = task.train, task.eval, list(task.label_names)
-    if far:
+    if config.variant == "position":
+        pos = config.positions[0] if position is None else position
+        kw = dict(filler_tokens=config.filler_tokens, article_tokens=config.article_tokens, filler=config.filler,
+                  seed=config.seed, tokenizer=tokenizer)
+        train, test = evidence_at(train, pos, **kw), evidence_at(test, pos, **kw)
+    elif far:
         kw = dict(filler_tokens=config.filler_tokens, filler=config.filler, seed=config.seed, tokenizer=tokenizer,
                   max_length=config.max_length)
         train, test = evidence_far(train, **kw), evidence_far(test, **kw)
@@ -344,40 +429,149 @@ def _readout_influence(model, rows: list[dict], pattern, tokenizer) -> dict:
             "influence_zero_where_unreached": bool((inf.values[~inf.reached] == 0).all())}
 
 
-def run_cell(cell: Cell, config: SweepConfig, loaded, train: list[dict], test: list[dict], num_labels: int) -> dict:
-    """Train and measure one cell; returns its result row (JSON-able)."""
-    from ..prompts import ClassificationHead, PromptModel, SoftPrompt
-    from ..prompts.training import TrainConfig, evaluate, train_soft_prompt
+def _evaluate_rows(model, test: list[dict], batch_size: int = 32) -> dict:
+    """Held-out metrics and each document's correctness, in ``test`` order:
+    ``{"accuracy", "loss", "n", "correct": [0 / 1 per document]}``."""
+    import torch.nn.functional as F
 
+    from ..tasks.batching import collate
+
+    was = model.training
+    model.eval()
+    correct: list[int] = []
+    loss_sum = 0.0
+    try:
+        with torch.no_grad():
+            for i in range(0, len(test), batch_size):
+                batch = collate(test[i:i + batch_size])
+                logits = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+                loss_sum += float(F.cross_entropy(logits.float(), batch["labels"], reduction="sum"))
+                correct += (logits.argmax(-1) == batch["labels"]).long().tolist()
+    finally:
+        model.train(was)
+    n = len(correct)
+    return {"accuracy": sum(correct) / n, "loss": loss_sum / n, "n": n, "correct": correct}
+
+
+def frozen_features(model, rows: list[dict], batch_size: int = 32) -> torch.Tensor:
+    """The pooled vectors a prompt-free :class:`~attnviz.prompts.PromptModel`'s head reads, float
+    (N, hidden): the frozen encoder under the model's pattern, computed once (no gradient)."""
+    from ..tasks.batching import collate
+
+    was = model.training
+    model.eval()
+    out = []
+    try:
+        with torch.no_grad():
+            for i in range(0, len(rows), batch_size):
+                b = collate(rows[i:i + batch_size])
+                prepared = model.prepare(b["input_ids"], b["attention_mask"], b.get("token_type_ids"))
+                out.append(model.head.pool(model.hidden_states(prepared), prepared.readout).float())
+    finally:
+        model.train(was)
+    return torch.cat(out)
+
+
+def _train_head_on_features(head, feats: torch.Tensor, labels: torch.Tensor, cfg) -> dict:
+    """The head-only training of :func:`attnviz.prompts.train_soft_prompt` (AdamW, warm-up + linear
+    schedule, gradient clipping, the same batches from ``batch_indices``) on cached features."""
+    import torch.nn.functional as F
+
+    from ..prompts.training import batch_indices
+
+    warm, steps = int(round(cfg.warmup * cfg.steps)), cfg.steps
+
+    def factor(step: int) -> float:   # train_soft_prompt's schedule: warm-up, then linear (or constant)
+        if warm and step < warm:
+            return (step + 1) / (warm + 1)
+        return 1.0 if cfg.schedule == "constant" else max(0.0, (steps - step) / max(1, steps - warm))
+
+    params = [p for p in head.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW([{"params": params, "lr": cfg.lr_head, "weight_decay": cfg.weight_decay}])
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    head.train()
+    t0 = time.perf_counter()
+    for step in range(cfg.steps):
+        idx = torch.tensor(batch_indices(step, len(labels), cfg.batch_size, cfg.seed))
+        logits = head.classifier(head.dropout(feats[idx]))
+        loss = F.cross_entropy(logits, labels[idx])
+        opt.zero_grad()
+        loss.backward()
+        if cfg.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        opt.step()
+        sched.step()
+    head.eval()
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "seconds_per_step": seconds / cfg.steps}
+
+
+def run_cell(cell: Cell, config: SweepConfig, loaded, train: list[dict], test: list[dict], num_labels: int,
+             seed: int | None = None, features: dict | None = None) -> dict:
+    """Train and measure one cell with one training seed; returns its result row (JSON-able), with
+    ``correct``: each held-out document's correctness (0 / 1, in ``test`` order).
+
+    Args:
+        seed: the training seed (default ``config.seeds[0]``).
+        features: a cache for head-only cells, ``{(window, position): (train feats, test feats)}``;
+            filled on first use, so further seeds train only the head.
+    """
+    from ..prompts import ClassificationHead, PromptModel, SoftPrompt
+    from ..prompts.training import TrainConfig, train_soft_prompt
+
+    seed = config.seeds[0] if seed is None else seed
     base, tokenizer, name = loaded
     hidden = base.get_input_embeddings().weight.shape[1]
     placement = cell.placement_for(config) if cell.kind != "head_only" else None
     pattern = cell.pattern()
-    prompt = (SoftPrompt.init(base, tokenizer, placement, config.init, seed=config.seed)
+    prompt = (SoftPrompt.init(base, tokenizer, placement, config.init, seed=seed)
               if placement is not None else None)
-    torch.manual_seed(config.seed)
+    torch.manual_seed(seed)
     head = ClassificationHead(hidden, num_labels)
     model = PromptModel(base, head, prompt, pattern, backend=config.backend, tokenizer=tokenizer, model_id=name)
     train_cfg = TrainConfig(steps=config.steps, batch_size=config.batch_size, lr_prompt=config.lr_prompt,
-                            lr_head=config.lr_head, eval_every=0, checkpoint_every=0, seed=config.seed)
+                            lr_head=config.lr_head, eval_every=0, checkpoint_every=0, seed=seed)
     cpu0 = time.process_time()
-    result = train_soft_prompt(model, train, None, config=train_cfg, out_dir=None, progress=False)
-    train_cpu = time.process_time() - cpu0
     t0 = time.perf_counter()
-    metrics = evaluate(model, test, batch_size=32)
+    if prompt is None:
+        cache_key = (cell.window, cell.position)
+        cache = features if features is not None else {}
+        if cache_key not in cache:
+            cache[cache_key] = (frozen_features(model, train), frozen_features(model, test))
+        f_train, f_test = cache[cache_key]
+        info = _train_head_on_features(head, f_train, torch.tensor([r["label"] for r in train]), train_cfg)
+        train_seconds, per_step, pruning = time.perf_counter() - t0, info["seconds_per_step"], "cached features"
+        train_cpu = time.process_time() - cpu0
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            logits = head.classifier(f_test)
+            labels = torch.tensor([r["label"] for r in test])
+            loss = float(torch.nn.functional.cross_entropy(logits, labels))
+            correct = (logits.argmax(-1) == labels).long().tolist()
+        metrics = {"accuracy": sum(correct) / len(correct), "loss": loss, "n": len(correct), "correct": correct}
+    else:
+        result = train_soft_prompt(model, train, None, config=train_cfg, out_dir=None, progress=False)
+        train_seconds, per_step, pruning = result.seconds, result.seconds_per_step, result.pruning
+        train_cpu = time.process_time() - cpu0
+        t0 = time.perf_counter()
+        metrics = _evaluate_rows(model, test)
     eval_seconds = time.perf_counter() - t0
     model.eval()
 
     longest = max(len(r["input_ids"]) for r in test)
     layout = model.layout(longest)
     num_layers = model.num_layers
-    row = {"key": cell.key, "kind": cell.kind, "window": cell.window, "global_prompt": cell.global_prompt,
-           "placement": cell.placement, "n_tokens": model.n_tokens, "pattern": describe(pattern),
+    row = {"key": cell.key, "run": run_key(cell, seed), "seed": seed, "kind": cell.kind,
+           "window": list(cell.window) if isinstance(cell.window, tuple) else cell.window,
+           "global_prompt": cell.global_prompt, "placement": cell.placement, "position": cell.position,
+           "n_tokens": model.n_tokens, "pattern": describe(pattern),
            "accuracy": metrics["accuracy"], "eval_loss": metrics["loss"], "n_test": metrics["n"],
-           "length": layout.length, "train_seconds": result.seconds, "seconds_per_step": result.seconds_per_step,
-           "eval_seconds": eval_seconds, "train_cpu_seconds": train_cpu, "pruning": result.pruning, "same_as": None}
+           "length": layout.length, "train_seconds": train_seconds, "seconds_per_step": per_step,
+           "eval_seconds": eval_seconds, "train_cpu_seconds": train_cpu, "pruning": pruning, "same_as": None}
+
     def finish(row):
         row["cpu_seconds"] = time.process_time() - cpu0  # all threads; wall time depends on the machine's load
+        row["correct"] = metrics["correct"]
         return row
 
     if prompt is None:
@@ -401,8 +595,10 @@ class SweepResult:
     """What :func:`run_sweep` returns.
 
     Attributes:
-        rows: one dict per cell, in :func:`cells` order (see ``results.json``).
-        trained: cells trained by this call (the rest came from an earlier run or a ``same_as`` copy).
+        rows: one dict per cell, in :func:`cells` order: the seeds pooled (:func:`aggregate`:
+            mean accuracy, 95 % interval ``low`` / ``high`` and its ``interval`` method).
+        runs: one dict per (cell, seed) run, with ``correct`` per held-out document.
+        trained: runs trained by this call (the rest came from an earlier run or a ``same_as`` copy).
         seconds: wall time of this call.
         out_dir: where ``results.json``, ``results.md`` and ``sweep.html`` are.
     """
@@ -411,6 +607,7 @@ class SweepResult:
     trained: list[str] = field(default_factory=list)
     seconds: float = 0.0
     out_dir: Path | None = None
+    runs: list[dict] = field(default_factory=list)
 
     def row(self, key: str) -> dict:
         for r in self.rows:
@@ -420,32 +617,66 @@ class SweepResult:
 
 
 def _load_previous(path: Path, config: SweepConfig) -> dict:
+    """Finished runs of an earlier call in the same folder, by run key. The settings must match;
+    the grid's axes (:data:`AXES`) may differ (runs are added or left out)."""
     import json
 
     if not path.exists():
         return {}
     data = json.loads(path.read_text())
-    if data.get("format") != FORMAT or data.get("config") != config.to_dict():
-        saved = data.get("config", {})
-        diffs = [f"{k}: saved {saved.get(k)!r}, now {v!r}" for k, v in config.to_dict().items() if saved.get(k) != v]
+    now = config.to_dict()
+    saved = data.get("config", {})
+    same = {k: v for k, v in now.items() if k not in AXES} == {k: v for k, v in saved.items() if k not in AXES}
+    if data.get("format") != FORMAT or not same:
+        diffs = [f"{k}: saved {saved.get(k)!r}, now {v!r}" for k, v in now.items()
+                 if k not in AXES and saved.get(k) != v]
         raise ValueError(f"{path} holds a sweep with another configuration ({'; '.join(diffs) or 'other format'}); "
                          f"use another out_dir, or delete it to start over")
-    return {r["key"]: r for r in data.get("rows", [])}
+    return {r["run"]: r for r in data.get("runs", [])}
+
+
+def aggregate(cell: Cell, runs: list[dict]) -> dict:
+    """One cell's row from its runs (one per seed): mean accuracy over seeds and held-out documents,
+    the 95 % interval of :func:`attnviz.stats.estimate` (``low``, ``high``, ``interval`` = the
+    method), per-seed accuracies, mean influence on ``[CLS]`` (and per seed), summed times."""
+    from ..stats import estimate
+
+    first = runs[0]
+    est = estimate([r["correct"] for r in runs])
+    row = {k: first.get(k) for k in ("key", "kind", "window", "global_prompt", "placement", "position", "n_tokens",
+                                     "pattern", "length", "reach", "reaches_readout", "readout_first_layer",
+                                     "pruning", "n_test")}
+    row.update(seeds=[r["seed"] for r in runs], accuracy=est.mean, low=est.low, high=est.high, interval=est.method,
+               accuracy_by_seed=[r["accuracy"] for r in runs],
+               same_as=first.get("same_as"))
+    mean = lambda xs: sum(xs) / len(xs)
+    if first.get("influence_cls") is not None:
+        row["influence_cls"] = mean([r["influence_cls"] for r in runs])
+        row["influence_cls_by_seed"] = [r["influence_cls"] for r in runs]
+        layers = [r["influence_cls_by_layer"] for r in runs]
+        row["influence_cls_by_layer"] = [mean(v) for v in zip(*layers)]
+        row["influence_zero_where_unreached"] = all(r.get("influence_zero_where_unreached", True) for r in runs)
+    else:
+        row.update(influence_cls=None, influence_cls_by_layer=None)
+    for k in ("train_seconds", "eval_seconds", "influence_seconds", "cpu_seconds", "train_cpu_seconds"):
+        row[k] = sum(r.get(k) or 0.0 for r in runs)
+    row["seconds_per_step"] = mean([r.get("seconds_per_step") or 0.0 for r in runs])
+    return row
 
 
 def run_sweep(config: SweepConfig | None = None, out_dir: str | os.PathLike = "sweeps/docs", *, model=None,
               progress: bool = True, html: bool = True) -> SweepResult:
-    """Run (or resume) the grid of ``config``; write ``results.json`` after every cell, then
-    ``results.md`` and ``sweep.html``.
+    """Run (or resume) the grid of ``config`` × its seeds; write ``results.json`` after every run,
+    then ``results.md`` and ``sweep.html``.
 
     Args:
         config: the :class:`SweepConfig` (default: the 30-minute default grid).
-        out_dir: the sweep folder (created). A folder holding a sweep with another configuration
-            is refused (ValueError), never overwritten.
+        out_dir: the sweep folder (created). A folder holding a sweep with other settings is
+            refused (ValueError), never overwritten; other axes (:data:`AXES`) add runs.
         model: ``None`` / ``"default"`` (embedded MiniLM), a model name for :func:`attnviz.models.load_model`,
             or ``(model, tokenizer[, name])``, e.g. a tiny model for tests. Its position table is
             extended in place if ``max_length + n_tokens`` needs more positions.
-        progress: a ``tqdm.auto`` bar over the cells.
+        progress: a ``tqdm.auto`` bar over the runs.
         html: write ``sweep.html``.
     """
     config = config or SweepConfig()
@@ -460,54 +691,80 @@ def run_sweep(config: SweepConfig | None = None, out_dir: str | os.PathLike = "s
     loaded = _as_loaded(model)
     base, tokenizer, name = loaded
     extended = _ensure_positions(base, tokenizer, config.max_length + config.n_tokens)
-    train, test, names = load_sweep_data(config, tokenizer, progress=progress)
     grid = cells(config)
+    data: dict = {}
+
+    def data_for(position):
+        if position not in data:
+            data[position] = load_sweep_data(config, tokenizer, progress=progress, position=position)
+        return data[position]
+
+    train, test, names = data_for(grid[0].position)
     longest = max(len(r["input_ids"]) for r in train + test)
 
     header = {"format": FORMAT, "config": config.to_dict(), "model": name, "positions_extended_to": extended,
               "label_names": names, "n_train": len(train), "n_test": len(test), "longest_input": longest,
               "machine": _machine()}
-    rows: dict[str, dict] = dict(previous)
+    runs: dict[str, dict] = dict(previous)
     trained: list[str] = []
     by_effect: dict[tuple, str] = {}
-    for c in grid:
-        if c.key in rows and rows[c.key].get("same_as") is None:
-            by_effect.setdefault(effective_key(c, longest + (0 if c.kind == "head_only" else config.n_tokens)), c.key)
+    plan = [(c, s) for c in grid for s in config.seeds]
+
+    def eff_of(c, s):
+        return effective_key(c, longest + (0 if c.kind == "head_only" else config.n_tokens)) + (s,)
+
+    for c, s in plan:
+        r = runs.get(run_key(c, s))
+        if r is not None and r.get("same_as") is None:
+            by_effect.setdefault(eff_of(c, s), run_key(c, s))
 
     def save():
-        ordered = [rows[c.key] for c in grid if c.key in rows]
-        atomic_write_json(out / RESULTS_JSON, dict(header, rows=ordered, updated=_now()))
+        done = [runs[run_key(c, s)] for c, s in plan if run_key(c, s) in runs]
+        atomic_write_json(out / RESULTS_JSON, dict(header, rows=_cell_rows(), runs=done, updated=_now()))
 
+    def _cell_rows():
+        rows = []
+        for c in grid:
+            rs = [runs[run_key(c, s)] for s in config.seeds if run_key(c, s) in runs]
+            if rs:
+                rows.append(aggregate(c, rs))
+        return rows
+
+    features: dict = {}
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(grid), initial=sum(c.key in rows for c in grid), desc="sweep", dynamic_ncols=True)
+        bar = tqdm(total=len(plan), initial=sum(run_key(c, s) in runs for c, s in plan), desc="sweep", dynamic_ncols=True)
     try:
-        for c in grid:
-            if c.key in rows:
+        for c, s in plan:
+            key = run_key(c, s)
+            if key in runs:
                 continue
-            eff = effective_key(c, longest + (0 if c.kind == "head_only" else config.n_tokens))
+            eff = eff_of(c, s)
             if bar is not None:
-                bar.set_postfix_str(c.key)
-            if eff in by_effect and by_effect[eff] in rows:
-                src = rows[by_effect[eff]]
-                row = dict(src, key=c.key, kind=c.kind, window=c.window, global_prompt=c.global_prompt,
-                           placement=c.placement, pattern=describe(c.pattern()), same_as=src["key"],
-                           train_seconds=0.0, eval_seconds=0.0, influence_seconds=0.0, cpu_seconds=0.0,
-                           train_cpu_seconds=0.0)
+                bar.set_postfix_str(key)
+            if eff in by_effect and by_effect[eff] in runs:
+                src = runs[by_effect[eff]]
+                row = dict(src, key=c.key, run=key, kind=c.kind,
+                           window=list(c.window) if isinstance(c.window, tuple) else c.window,
+                           global_prompt=c.global_prompt, placement=c.placement, pattern=describe(c.pattern()),
+                           same_as=src["key"], train_seconds=0.0, eval_seconds=0.0, influence_seconds=0.0,
+                           cpu_seconds=0.0, train_cpu_seconds=0.0)
             else:
-                row = run_cell(c, config, loaded, train, test, len(names))
-                trained.append(c.key)
-                by_effect[eff] = c.key
-            rows[c.key] = row
+                tr, te, _ = data_for(c.position)
+                row = run_cell(c, config, loaded, tr, te, len(names), seed=s, features=features)
+                trained.append(key)
+                by_effect[eff] = key
+            runs[key] = row
             save()
             if bar is not None:
                 bar.update(1)
     finally:
         if bar is not None:
             bar.close()
-    ordered = [rows[c.key] for c in grid]
+    ordered = _cell_rows()
+    done = [runs[run_key(c, s)] for c, s in plan]
     header["last_run"] = {"seconds": time.perf_counter() - t_start, "cpu_seconds": time.process_time() - cpu_start,
                           "trained": trained, "finished": _now(), "machine_at_end": _machine()}
     save()
@@ -517,7 +774,7 @@ def run_sweep(config: SweepConfig | None = None, out_dir: str | os.PathLike = "s
 
         save_html(sweep_figures(ordered, config, longest, num_layers=_num_layers(base)), out / HTML,
                   title=f"attnviz sweep — {config.task}, {config.variant}", text=summary(ordered))
-    return SweepResult(ordered, trained, time.perf_counter() - t_start, out)
+    return SweepResult(ordered, trained, time.perf_counter() - t_start, out, done)
 
 
 def _num_layers(base) -> int:
@@ -558,7 +815,8 @@ def _fmt(v, digits: int = 3) -> str:
 
 
 def markdown_table(rows: list[dict], config: SweepConfig, header: dict | None = None) -> str:
-    """The results as a markdown table, one row per cell, with the configuration above it."""
+    """The results as a markdown table, one row per cell (seeds pooled: mean accuracy and its 95 %
+    interval, the method named), with the configuration above it."""
     cfg = config.to_dict()
     lines = [f"# Prompt-reach sweep: {config.task}, variant {config.variant}", ""]
     if header:
@@ -568,30 +826,45 @@ def markdown_table(rows: list[dict], config: SweepConfig, header: dict | None = 
                        f"{header.get('longest_input')} tokens at most; labels: {', '.join(header.get('label_names', []))}.")
         if header.get("machine"):
             lines.append(f"Machine: {header['machine']}.")
+        if header.get("last_run", {}).get("finished"):
+            lines.append(f"Finished {header['last_run']['finished']}.")
     lines.append("Settings: " + ", ".join(f"{k}={v}" for k, v in cfg.items()) + ".")
+    methods = sorted({r["interval"] for r in rows if r.get("interval")})
+    lines.append(f"Seeds: {', '.join(str(s) for s in config.seeds)} (training: prompt / head initialisation and data "
+                 f"order; every seed is scored on the same held-out documents). Accuracy: mean over seeds and "
+                 f"documents; 95 % interval: {'; '.join(methods) or '—'}.")
     total = sum(r.get("train_seconds", 0) + r.get("eval_seconds", 0) + r.get("influence_seconds", 0) for r in rows)
     cpu = sum(r.get("cpu_seconds", 0) for r in rows)
     cpu_text = f", {cpu / 60:.1f} min CPU (all threads)" if any("cpu_seconds" in r for r in rows) else ""
     lines.append(f"Time in cells: {total / 60:.1f} min wall{cpu_text}. `reach`: share of positions the prompt reaches after the last "
                  f"layer (spread_pattern); `[CLS] at`: first layer the prompt reaches the readout; `infl. [CLS]`: mean "
-                 f"ablation influence on the readout after the last layer; `same as`: trained once, masks identical.")
+                 f"ablation influence on the readout after the last layer (mean over seeds); `same as`: trained once, "
+                 f"masks identical.")
     lines.append("")
-    cols = [("cell", "key"), ("window", "window"), ("global", "global_prompt"), ("placement", "placement"),
-            ("accuracy", "accuracy"), ("reach", "reach"), ("[CLS] at", "readout_first_layer"),
-            ("infl. [CLS]", "influence_cls"), ("train s", "train_seconds"), ("s/step", "seconds_per_step"),
-            ("same as", "same_as")]
+    cols = [("cell", "key"), ("window", "window"), ("global", "global_prompt"), ("placement", "placement")]
+    if config.variant == "position":
+        cols.append(("position", "position"))
+    cols += [("accuracy", "accuracy"), ("95 % interval", "_interval"), ("per seed", "accuracy_by_seed"),
+             ("reach", "reach"), ("[CLS] at", "readout_first_layer"), ("infl. [CLS]", "influence_cls"),
+             ("train s", "train_seconds"), ("s/step", "seconds_per_step"), ("same as", "same_as")]
     lines.append("| " + " | ".join(c for c, _ in cols) + " |")
     lines.append("|" + "|".join("---" for _ in cols) + "|")
     for r in rows:
         vals = []
         for _, k in cols:
             v = r.get(k)
-            if k == "window" and v is None:
-                v = "full"
+            if k == "window":
+                v = "full" if v is None else ("-".join(str(x) for x in v) if isinstance(v, (list, tuple)) else v)
             if k == "global_prompt" and r.get("kind") == "head_only":
                 v = None
             if k == "placement" and r.get("kind") == "head_only":
                 v = "head only"
+            if k == "_interval":
+                v = f"{r['low']:.3f}–{r['high']:.3f}" if r.get("low") is not None else None
+            if k == "accuracy_by_seed" and v is not None:
+                v = " / ".join(f"{x:.3f}" for x in v)
+            if k == "accuracy" and v is not None:
+                v = f"{v:.3f}"
             vals.append(_fmt(v))
         lines.append("| " + " | ".join(vals) + " |")
     return "\n".join(lines) + "\n"
@@ -600,33 +873,43 @@ def markdown_table(rows: list[dict], config: SweepConfig, header: dict | None = 
 def summary(rows: list[dict]) -> str:
     """One paragraph: best cell, head-only baselines, and global on vs off."""
     best = max(rows, key=lambda r: r["accuracy"])
-    parts = [f"Best cell {best['key']}: accuracy {best['accuracy']:.3f}."]
+    parts = [f"Best cell {best['key']}: accuracy {best['accuracy']:.3f} (95 % {best['low']:.3f}–{best['high']:.3f})."]
     heads = [r for r in rows if r["kind"] == "head_only"]
     if heads:
         parts.append("Head only: " + ", ".join(f"{r['key']} {r['accuracy']:.3f}" for r in heads) + ".")
     pairs = []
     for r in rows:
         if r["kind"] == "prompt" and r["global_prompt"]:
-            off = next((o for o in rows if o["kind"] == "prompt" and not o["global_prompt"]
-                        and o["window"] == r["window"] and o["placement"] == r["placement"]), None)
+            off = next((o for o in rows if o["kind"] == "prompt" and not o["global_prompt"] and o["window"] == r["window"]
+                        and o["placement"] == r["placement"] and o.get("position") == r.get("position")), None)
             if off is not None:
                 pairs.append(r["accuracy"] - off["accuracy"])
     if pairs:
-        parts.append(f"Global prompt on minus off, over {len(pairs)} (window, placement) pairs: mean "
+        parts.append(f"Global prompt on minus off, over {len(pairs)} cell pairs: mean "
                      f"{sum(pairs) / len(pairs):+.3f}, from {min(pairs):+.3f} to {max(pairs):+.3f}.")
     return " ".join(parts)
 
 
 def sweep_figures(rows: list[dict], config: SweepConfig, longest: int, *, num_layers: int = 6) -> list:
-    """The figures of ``sweep.html`` (drawn by :mod:`attnviz.plots.sweep` and :func:`attnviz.plots.spread_figure`): accuracy per cell, influence on ``[CLS]`` by layer, and the
-    structural spread of the smallest window's first placement with global prompt off and on."""
+    """The figures of ``sweep.html``: accuracy per cell with its 95 % interval
+    (:func:`attnviz.plots.evidence.interval_figure`), the evidence-position curve for the
+    ``"position"`` variant (:func:`attnviz.plots.evidence.position_figure`), influence on ``[CLS]``
+    by layer, and the structural spread of the smallest window's first placement with global
+    prompt off and on."""
+    from ..plots.evidence import interval_figure, position_figure
     from ..plots.spread import spread_figure
-    from ..plots.sweep import influence_by_layer_figure, sweep_accuracy_figure
+    from ..plots.sweep import influence_by_layer_figure
 
-    figs = [sweep_accuracy_figure(rows), influence_by_layer_figure(rows)]
+    figs = [interval_figure(rows)]
+    if config.variant == "position" and len(config.positions) > 1:
+        figs.append(position_figure(rows))
+    named = [dict(r, window=None if r["window"] is None else
+                  ("-".join(str(w) for w in r["window"]) if isinstance(r["window"], list) else str(r["window"])))
+             for r in rows]   # schedules and plain windows side by side: one name each
+    figs.append(influence_by_layer_figure(named))
     windows = [w for w in config.windows if w is not None]
     if windows:
-        w = min(windows)
+        w = min(windows, key=lambda x: sum(x) if isinstance(x, tuple) else x * num_layers)
         for g in config.global_prompt:
             cell = Cell("prompt", w, g, config.placements[0])
             layout = cell.placement_for(config).layout(max(0, longest - 2))

@@ -1,0 +1,155 @@
+"""Figures of the evidence studies (issue #15): accuracies with their 95 % intervals, the
+evidence-position curve, and what a trained prompt "says".
+
+* :func:`interval_figure` — one bar per cell, the interval the row carries (``low`` / ``high``,
+  from :func:`attnviz.stats.estimate`: a bootstrap over documents and seeds, or Wilson with one
+  seed), the method named in the subtitle.
+* :func:`position_figure` — accuracy (with intervals) and the prompt's measured influence on the
+  readout ``[CLS]`` against where the document sits (0 = next to ``[CLS]``), one line per window ×
+  global prompt (× placement): the window analogue of "Lost in the Middle".
+* :func:`prompt_words_figure` — each prompt vector's nearest token and cosine at every checkpoint
+  (:func:`attnviz.prompts.nearest.nearest_over_checkpoints`), its norm beside it.
+
+Rows are the cell rows of ``results.json`` (``key``, ``kind``, ``window``, ``global_prompt``,
+``placement``, ``position``, ``accuracy``, ``low``, ``high``, ``interval``, ``influence_cls``).
+"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ._style import FONT, NOTEBOOK_WIDTH, OKABE_ITO, TEMPLATE
+
+
+def _window(w) -> str:
+    if w is None:
+        return "full"
+    if isinstance(w, (list, tuple)):
+        return "w " + "-".join(str(x) for x in w)
+    return f"w{w}"
+
+
+def _arm(r: dict) -> str:
+    if r["kind"] == "head_only":
+        return "head only"
+    return f"{r['placement']}, global {'on' if r['global_prompt'] else 'off'}"
+
+
+def _method(rows) -> str:
+    return "; ".join(sorted({r.get("interval") or "" for r in rows} - {""}))
+
+
+def interval_figure(rows: list[dict], *, title: str = "Held-out accuracy (bars: 95 % interval)",
+                    chance: float | None = None, width: int = NOTEBOOK_WIDTH) -> go.Figure:
+    """Horizontal bars, one per cell (label: the cell's key), error bars from each row's ``low`` /
+    ``high``; colour = placement and global prompt; ``chance`` as a dashed line."""
+    labels = [r["key"] for r in rows]
+    arms = list(dict.fromkeys(_arm(r) for r in rows))
+    palette = {a: OKABE_ITO[i % len(OKABE_ITO)] for i, a in enumerate(arms)}
+    fig = go.Figure()
+    for arm in arms:
+        sel = [r for r in rows if _arm(r) == arm]
+        fig.add_bar(
+            y=[r["key"] for r in sel], x=[r["accuracy"] for r in sel], orientation="h", name=arm,
+            marker_color=palette[arm],
+            error_x=dict(type="data", symmetric=False, array=[r["high"] - r["accuracy"] for r in sel],
+                         arrayminus=[r["accuracy"] - r["low"] for r in sel], color="#333", thickness=1.5),
+            customdata=[[r["low"], r["high"], len(r.get("seeds") or [1]), r.get("n_test")] for r in sel],
+            hovertemplate="%{y}: %{x:.3f} (95 % %{customdata[0]:.3f}–%{customdata[1]:.3f}; "
+                          "%{customdata[2]} seeds × %{customdata[3]} documents)<extra></extra>")
+    if chance is not None:
+        fig.add_vline(x=chance, line=dict(color="#555", dash="dash", width=1.5))
+    fig.update_layout(
+        template=TEMPLATE, font=FONT, width=width, height=200 + 30 * len(labels), barmode="overlay",
+        title=dict(text=f"{title}<br><sup>{_method(rows)}</sup>", x=0.5, xanchor="center"),
+        xaxis=dict(title_text="held-out accuracy", range=[0, 1.05], tickformat=".0%"),
+        yaxis=dict(categoryorder="array", categoryarray=labels, autorange="reversed", automargin=True),
+        legend=dict(orientation="h", x=0.5, xanchor="center", yref="container", y=0, yanchor="bottom"),
+        margin=dict(l=70, r=20, t=100, b=110))
+    return fig
+
+
+def position_figure(rows: list[dict], *, title: str = "Where the window stops seeing: accuracy by evidence position",
+                    width: int = NOTEBOOK_WIDTH) -> go.Figure:
+    """Two panels against the document's position (0 = next to ``[CLS]``, 1 = after all the
+    filler): held-out accuracy with 95 % intervals, and the trained prompt's mean ablation
+    influence on ``[CLS]`` after the last layer (log axis; 0 is drawn at the panel's floor and
+    named in the hover). One line per window × global prompt (× placement when the rows have
+    several); colour = window, dash = global prompt off. Head-only rows are a grey line."""
+    rows = [r for r in rows if r.get("position") is not None]
+    placements = {r["placement"] for r in rows if r["kind"] != "head_only"}
+    def line_of(r):
+        if r["kind"] == "head_only":
+            return (_window(r["window"]), "head only", None)
+        return (_window(r["window"]), f"global {'on' if r['global_prompt'] else 'off'}",
+                r["placement"] if len(placements) > 1 else None)
+    lines = list(dict.fromkeys(line_of(r) for r in rows))
+    windows = list(dict.fromkeys(l[0] for l in lines))
+    colour = {w: OKABE_ITO[i % len(OKABE_ITO)] for i, w in enumerate(windows)}
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
+                        subplot_titles=("held-out accuracy", "prompt's influence on [CLS]"))
+    infl = [r["influence_cls"] for r in rows if r.get("influence_cls")]
+    floor = min(infl) / 3 if infl else 1e-6
+    for ln in lines:
+        sel = sorted((r for r in rows if line_of(r) == ln), key=lambda r: r["position"])
+        name = " ".join(x for x in ln if x)
+        head = ln[1] == "head only"
+        style = dict(color="#888" if head else colour[ln[0]], dash="dot" if head else
+                     ("solid" if ln[1] == "global on" else "dash"), width=2.5)
+        xs = [r["position"] for r in sel]
+        fig.add_scatter(x=xs, y=[r["accuracy"] for r in sel], mode="lines+markers", name=name, line=style,
+                        legendgroup=name, row=1, col=1,
+                        error_y=dict(type="data", symmetric=False, array=[r["high"] - r["accuracy"] for r in sel],
+                                     arrayminus=[r["accuracy"] - r["low"] for r in sel], thickness=1.5),
+                        customdata=[[r["low"], r["high"], r["key"]] for r in sel],
+                        hovertemplate="%{customdata[2]}<br>accuracy %{y:.3f} (95 % %{customdata[0]:.3f}–"
+                                      "%{customdata[1]:.3f})<extra></extra>")
+        if head:
+            continue
+        vals = [r.get("influence_cls") for r in sel]
+        fig.add_scatter(x=xs, y=[max(v, floor) if v is not None else None for v in vals], mode="lines+markers",
+                        name=name, line=style, legendgroup=name, showlegend=False, row=1, col=2,
+                        customdata=[[r["key"], f"{v:.3g}" if v else "0 (never reaches [CLS])"] for r, v in zip(sel, vals)],
+                        hovertemplate="%{customdata[0]}<br>influence %{customdata[1]}<extra></extra>")
+    ticks = sorted({r["position"] for r in rows})
+    fig.update_xaxes(title_text="document position (0 = next to [CLS])", tickvals=ticks,
+                     ticktext=[f"{t:.0%}" for t in ticks], range=[-0.05, 1.05])
+    fig.update_yaxes(title_text="accuracy", range=[0, 1.05], tickformat=".0%", row=1, col=1)
+    fig.update_yaxes(title_text="relative change of [CLS]", type="log", row=1, col=2)
+    fig.update_layout(template=TEMPLATE, font=FONT, width=width, height=560,
+                      title=dict(text=f"{title}<br><sup>{_method(rows)}</sup>", x=0.5, xanchor="center"),
+                      legend=dict(orientation="h", x=0.5, xanchor="center", yref="container", y=0, yanchor="bottom"),
+                      margin=dict(l=70, r=20, t=110, b=150))
+    return fig
+
+
+def prompt_words_figure(words: list, *, title: str = "What the prompt says: nearest token per prompt vector",
+                        width: int = NOTEBOOK_WIDTH) -> go.Figure:
+    """Heatmap, prompt vectors × checkpoints: colour = cosine to the nearest vocabulary token, text =
+    that token; right panel: each vector's norm at the last checkpoint beside the median norm of
+    real token embeddings. ``words``: :class:`attnviz.prompts.nearest.PromptWords` per checkpoint."""
+    if not words:
+        raise ValueError("no checkpoints to draw; pass nearest_over_checkpoints(run_dir, ...)")
+    steps = [str(w.step) for w in words]
+    n = len(words[0].tokens)
+    z = [[float(w.cosine[j, 0]) for w in words] for j in range(n)]
+    text = [[w.tokens[j][0] for w in words] for j in range(n)]
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.78, 0.22], horizontal_spacing=0.06,
+                        subplot_titles=("nearest token (colour: cosine)", "norm (last step)"))
+    fig.add_heatmap(z=z, x=steps, y=list(range(n)), text=text, texttemplate="%{text}", textfont=dict(size=14),
+                    colorscale="Blues", zmin=0, zmax=1, colorbar=dict(title="cosine", x=0.74, len=0.8),
+                    hovertemplate="prompt %{y}, step %{x}: %{text} (cosine %{z:.2f})<extra></extra>", row=1, col=1)
+    last = words[-1]
+    fig.add_bar(x=[float(v) for v in last.norm], y=list(range(n)), orientation="h", marker_color=OKABE_ITO[0],
+                showlegend=False, hovertemplate="prompt %{y}: norm %{x:.2f}<extra></extra>", row=1, col=2)
+    fig.add_vline(x=last.embedding_norm, line=dict(color="#555", dash="dash"), row=1, col=2)
+    fig.update_yaxes(autorange="reversed", title_text="prompt vector", dtick=1, row=1, col=1)
+    fig.update_yaxes(autorange="reversed", showticklabels=False, row=1, col=2)
+    fig.update_xaxes(title_text="training step", type="category", row=1, col=1)
+    fig.update_xaxes(title_text="L2 norm", row=1, col=2)
+    fig.update_layout(template=TEMPLATE, font=FONT, width=width, height=160 + 28 * n,
+                      title=dict(text=f"{title}<br><sup>dashed: median norm of real token embeddings "
+                                      f"({last.embedding_norm:.2f})</sup>", x=0.5, xanchor="center"),
+                      margin=dict(l=70, r=20, t=110, b=60))
+    return fig
