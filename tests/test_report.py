@@ -69,7 +69,15 @@ def test_report_figures_hold_the_run_numbers(run, tmp_path):
     assert rec.placement.n_tokens == 4 and rec.pattern == model.pattern
     figs, notes = report_figures(rec, model=model.base, tokenizer=tok, text=TEXT)
     figs = dict(figs)
-    assert list(figs) == ["settings", "training", "spread", "mask", "influence", "attention", "log"]
+    assert list(figs) == ["settings", "training", "spread", "mask", "influence", "attention", "prompt words", "log"]
+    # what the prompt says: the last column is nearest_tokens of the newest checkpoint's prompt
+    from attnviz.prompts.nearest import nearest_tokens
+
+    words = nearest_tokens(load_checkpoint(rec.checkpoint)[0]["prompt.weight"], model.base, tok, k=3)
+    heat = figs["prompt words"].data[0]
+    assert [row[-1] for row in heat.text] == [t[0] for t in words.tokens]
+    assert [row[-1] for row in heat.z] == pytest.approx([float(c) for c in words.cosine[:, 0]])
+    assert any(n.startswith("what the prompt says (step 6)") for n in notes)
     assert figs["training"].data[0].y == tuple(r["loss"] for r in rec.history)
     settings = dict(zip(*figs["settings"].data[0].cells.values))
     assert settings["pattern"] == "window=4" and settings["steps"] == "6 of 6"

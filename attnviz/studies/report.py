@@ -212,6 +212,25 @@ def influence_for(run: RunRecord, model, tokenizer, text: str = DEFAULT_TEXT, me
     return prompt_run(run, model, tokenizer, text, method=method).influence
 
 
+def _prompt_words(run: RunRecord, model, tokenizer) -> tuple[list[tuple[str, go.Figure]], list[str]]:
+    """What the trained prompt "says": each prompt vector's nearest vocabulary token (cosine over
+    the input embeddings) and its norm at every kept checkpoint (:mod:`attnviz.prompts.nearest`)."""
+    from ..plots.evidence import prompt_words_figure
+    from ..prompts.checkpoints import CheckpointError
+    from ..prompts.nearest import drift, nearest_over_checkpoints
+
+    try:
+        words = nearest_over_checkpoints(run.run_dir, model, tokenizer, k=3)
+    except (ValueError, CheckpointError) as exc:
+        return [], [f"nearest tokens left out: {exc}"]
+    last, moved = words[-1], drift(words)[-1]
+    note = (f"what the prompt says (step {last.step}): nearest tokens "
+            + ", ".join(f"{j}: {t[0]} ({float(c):.2f})" for j, (t, c) in enumerate(zip(last.tokens, last.cosine[:, 0])))
+            + f"; mean norm {moved['mean_norm']:.2f} (real tokens: {last.embedding_norm:.2f}); "
+              f"{moved['changed_top_token']:.0%} of the vectors changed their nearest token since step {words[0].step}")
+    return [("prompt words", prompt_words_figure(words))], [note]
+
+
 def report_figures(run: RunRecord, *, model=None, tokenizer=None, text: str = DEFAULT_TEXT,
                    influence: bool = True, positions: int | None = None) -> tuple[list[tuple[str, go.Figure]], list[str]]:
     """``([(name, figure), ...], notes)``: settings table, curves, spread, mask, per-step table and,
@@ -264,6 +283,9 @@ def report_figures(run: RunRecord, *, model=None, tokenizer=None, text: str = DE
             shown = text if len(text) <= 200 else f"{text[:200]}… ({measured.layout.length:,} positions)"
             notes.append(f"influence of the trained prompt and attention of layer {last} on: {shown!r} "
                          f"({measured.backend} path). {result.summary()}")
+            figs_words, words_note = _prompt_words(run, loaded[0], loaded[1])
+            figs += figs_words
+            notes += words_note
     if run.history:
         h = run.history
         figs.append(("log", _table(
