@@ -11,7 +11,12 @@ with the fix:
   the input's (PEFT prepends its virtual tokens but passes the mask through unchanged), and the
   classification head's default global token;
 * BigBird: the full-attention fallback of short inputs, which sticks, and random blocks in eval;
-* a learned position table shorter than the input.
+* a learned position table shorter than the input;
+* the mask zoo's pitfalls for a soft prompt (from the pattern, whichever model applies it): a
+  prompt outside the attention sinks of a windowed decoder, a prompt that only its own chunk
+  sees, packed documents without a prompt of their own, a prompt that reaches past a prefix-LM's
+  prefix (so it is not bidirectional among itself); and gpt-oss's learned sinks, which keep no
+  token.
 """
 
 from __future__ import annotations
@@ -101,6 +106,86 @@ def _reach_finding(pattern, layout: SequenceLayout, num_layers: int, family: str
         "; or ".join(fixes) + ".")
 
 
+def _chunk_finding(pattern: AttentionPattern, layout: SequenceLayout, num_layers: int) -> Finding | None:
+    """Chunks no query of which may attend a prompt token directly, in every chunked layer."""
+    chunked = [layer for layer in range(num_layers) if pattern.chunk_at(layer) is not None]
+    if not chunked:
+        return None
+    L, prompt = layout.length, torch.tensor(layout.prompt_positions)
+    rows = torch.arange(L)[:, None]
+    # chunk numbers (1-based) that never see the prompt directly, in every chunked layer; under causal
+    # attention the chunks wholly before the prompt could not see it anyway and are left out.
+    first = min(layout.prompt_positions) if pattern.causal else 0
+    blind = None
+    for layer in chunked:
+        c = pattern.chunk_at(layer)
+        sees = allowed(pattern, layout, layer, rows, prompt[None, :]).any(1)
+        seen = set((torch.nonzero(sees).flatten() // c + 1).tolist())
+        here = {j for j in range(first // c + 1, -(-L // c) + 1) if j not in seen}
+        blind = here if blind is None else blind & here
+    if not blind:
+        return None
+    c0 = pattern.chunk_at(chunked[0])
+    seeing = sorted(set(range(first // c0 + 1, -(-L // c0) + 1)) - blind)
+    full = [layer for layer in range(num_layers) if layer not in chunked]
+    who = f"chunk{'s' if len(blind) > 1 else ''} {_span(sorted(blind))}"
+    rest = (f"{who} reach{'es' if len(blind) == 1 else ''} it only through the full layers {full}" if full else
+            f"{who} never see{'s' if len(blind) == 1 else ''} it: every layer is chunked")
+    return Finding(
+        "chunk",
+        f"chunked attention: only chunk {_span(seeing) or 'none'} (chunks of {c0} positions, numbered from 1) "
+        f"sees the prompt at {_span(layout.prompt_positions)} in the chunked layers {chunked}; {rest}.",
+        "repeat the prompt in every chunk (PromptPlacement('scattered', every=...)) or make it global "
+        "(global_prompt=True) or a sink (sinks covering it): globals and sinks reach across chunks.")
+
+
+def _zoo_findings(pattern: AttentionPattern, layout: SequenceLayout, num_layers: int) -> list[Finding]:
+    """The mask zoo's pitfalls for a soft prompt: sinks, chunks, packed documents, prefix-LM."""
+    prompt = list(layout.prompt_positions)
+    if not prompt:
+        return []
+    found = []
+    windows = [pattern.window_at(layer) for layer in range(num_layers)]
+    outside = [p for p in prompt if p >= pattern.sinks]
+    if pattern.sinks and outside and any(w is not None for w in windows) and not pattern.global_prompt:
+        w = next(w for w in windows if w is not None)
+        found.append(Finding(
+            "sink",
+            f"the prompt sits outside the sink: the {pattern.sinks} attention sinks are positions "
+            f"0..{pattern.sinks - 1} and prompt positions {_span(outside)} lie past them; after layer 0 no query "
+            f"beyond the window sees it (a query q sees prompt position p only while q - p < {w}), so farther "
+            f"queries get it only as it is relayed through the windows.",
+            f"put the prompt in the sink: a prefix placement with sinks >= {max(prompt) + 1} (the prompt and "
+            f"everything before it), or make the prompt global."))
+    chunk = _chunk_finding(pattern, layout, num_layers)
+    if chunk is not None:
+        found.append(chunk)
+    doc = pattern.document_ids(layout)
+    if doc is not None:
+        with_prompt = set(doc[prompt].tolist())
+        bare = [i for i in range(len(pattern.documents)) if i not in with_prompt]
+        if bare:
+            starts = torch.cumsum(torch.tensor((0,) + pattern.documents), 0).tolist()
+            spans = ", ".join(f"{i + 1} ({starts[i]}..{starts[i + 1] - 1})" for i in bare[:6])
+            found.append(Finding(
+                "documents",
+                f"packed documents: each document needs its own prompt; documents {spans} (numbered from 1) hold "
+                f"no prompt token, and no attention crosses a document boundary, so the prompt never reaches "
+                f"them in any layer.",
+                "insert a prompt into every document before packing (one PromptPlacement per document), or do not "
+                "pack (documents=())."))
+    prefix = pattern.prefix_length(layout)
+    if pattern.prefix_lm is not None and any(p >= prefix for p in prompt):
+        late = [p for p in prompt if p >= prefix]
+        found.append(Finding(
+            "prefix",
+            f"prefix-LM: the prompt is bidirectional among itself only if it lies in the prefix; the prefix is "
+            f"positions 0..{prefix - 1} and prompt positions {_span(late)} lie past it, so the earlier prompt "
+            f"tokens do not see them (causal).",
+            f'use prefix_lm="prompt" (the prefix ends with the last prompt token) or prefix_lm >= {max(prompt) + 1}.'))
+    return found
+
+
 def diagnose(model, layout: SequenceLayout | int, *, global_attention_mask: torch.Tensor | None = None,
              pattern: AttentionPattern | None = None) -> list[Finding]:
     """Findings, each with its fix, for running ``layout`` through ``model``; ``[]`` when all is well.
@@ -143,4 +228,5 @@ def diagnose(model, layout: SequenceLayout | int, *, global_attention_mask: torc
     reach = _reach_finding(pattern, layout, num_layers(model), family)
     if reach is not None:
         findings.append(reach)
+    findings += _zoo_findings(pattern, layout, num_layers(model))
     return findings

@@ -9,7 +9,8 @@ arguments, each family with its own meaning. This module translates both ways:
 * :func:`apply_native`: set translated fields on a loaded model, in place and reversibly.
 
 Each family lives in its own module under :mod:`attnviz.models.families` (longformer + LED,
-bigbird, sliding: Mistral / Qwen2, layer_typed: Gemma 2/3 / ModernBERT), joined by the plain dict
+bigbird, sliding: Mistral / Qwen2, layer_typed: Gemma 2/3 / gpt-oss / ModernBERT, chunked:
+Llama 4), joined by the plain dict
 ``families.FAMILIES``; this module is their public face. What each family means (verified on tiny
 models with transformers 5.24):
 
@@ -29,11 +30,14 @@ big_bird      ``block_size`` b, ``num_random_blocks`` r, ``attention_type``. Blo
               ``L <= (5 + 2r) * b`` tokens switch the model to full attention, for good.
 mistral       ``sliding_window`` W in every layer = attnviz causal ``window=W`` (q - W < k <= q).
 qwen2,        ``layer_types`` ("sliding_attention" / "full_attention") + ``sliding_window``: a
-gemma2,       per-layer tuple with ``None`` for full layers (causal).
-gemma3_text
+gemma2,       per-layer tuple with ``None`` for full layers (causal). gpt-oss's ``sinks`` are
+gemma3_text,  learned logits per head, not positions: its mask reads as Gemma 2's, ``sinks=0``.
+gpt_oss
 modernbert    ``layer_types`` + ``local_attention`` (total width, ``|q-k| <= local_attention//2``),
               bidirectional. Bidirectional Gemma3 (``use_bidirectional_attention``) stores
               ``sliding_window = w // 2 + 1`` and uses ``|q-k| < sliding_window``: window ``w``.
+llama4_text   ``layer_types`` ("chunked_attention" / "full_attention") + ``attention_chunk_size`` C:
+              causal ``chunk=C`` per layer, ``None`` for the full (NoPE) layers.
 ============  ================================================================================
 """
 
@@ -46,13 +50,13 @@ import torch
 from ..patterns import AttentionPattern
 from ..placement import SequenceLayout
 from .anatomy import config_of, family_of, is_causal, num_layers
-from .families import FAMILIES, NativeArgs, bigbird, layer_typed, longformer
+from .families import FAMILIES, NativeArgs, bigbird, chunked, layer_typed, longformer
 from .families.common import length_of
 
 # Names kept for callers and notebooks (each answer lives in its family module).
 num_layers_of = num_layers
 LONGFORMER_LIKE = longformer.MODEL_TYPES
-LAYER_TYPED = ("qwen2",) + layer_typed.MODEL_TYPES
+LAYER_TYPED = ("qwen2",) + layer_typed.MODEL_TYPES + chunked.MODEL_TYPES
 NATIVE_FAMILIES = tuple(FAMILIES)
 check_longformer_window = longformer.check_window
 longformer_windows = longformer.windows

@@ -7,7 +7,7 @@ can change on loaded weights), ``GLOBAL_TOKENS``, ``read_pattern`` (what the mod
 family is one module with those names and one entry per model type below.
 """
 
-from . import bigbird, layer_typed, longformer, sliding
+from . import bigbird, chunked, layer_typed, longformer, sliding
 from .common import NativeArgs
 
 #: model_type -> family module, in the order error messages list them.
@@ -15,10 +15,11 @@ FAMILIES = {
     "longformer": longformer, "led": longformer,
     "big_bird": bigbird,
     "mistral": sliding, "qwen2": sliding,
-    "gemma2": layer_typed, "gemma3_text": layer_typed, "modernbert": layer_typed,
+    "gemma2": layer_typed, "gemma3_text": layer_typed, "gpt_oss": layer_typed, "modernbert": layer_typed,
+    "llama4_text": chunked,
 }
 
 #: model types whose attention does not go through transformers' AttentionInterface.
 OWN_ATTENTION = ("longformer", "led", "big_bird", "bigbird_pegasus")
 
-__all__ = ["FAMILIES", "OWN_ATTENTION", "NativeArgs", "bigbird", "layer_typed", "longformer", "sliding"]
+__all__ = ["FAMILIES", "OWN_ATTENTION", "NativeArgs", "bigbird", "chunked", "layer_typed", "longformer", "sliding"]

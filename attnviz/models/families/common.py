@@ -83,8 +83,10 @@ def uniform(pattern: AttentionPattern, what: str, family: str):
 
 
 def refuse(pattern: AttentionPattern, family: str, *, causal: bool | None, globals_ok=False,
-           random_ok=False) -> None:
-    """Raise a ValueError for the first setting ``family`` cannot express natively."""
+           random_ok=False, chunk_ok=False) -> None:
+    """Raise a ValueError for the first setting ``family`` cannot express natively (the mask zoo's
+    prefix-LM, sinks and packed documents have no config field in any family here; chunks only in
+    Llama 4)."""
     if causal is not None and pattern.causal != causal:
         if pattern.causal:
             raise ValueError(f"{family} attention is bidirectional (window = total width, w//2 each side); got "
@@ -101,6 +103,16 @@ def refuse(pattern: AttentionPattern, family: str, *, causal: bool | None, globa
         raise ValueError(f"{family} has no global tokens; got global_positions={pattern.global_positions}, "
                          f"global_prompt={pattern.global_prompt}. Longformer/LED (global_attention_mask) have them; "
                          f"for other models use with_pattern (dense masks)")
+    zoo = {"prefix_lm": (pattern.prefix_lm, None), "sinks": (pattern.sinks, 0), "documents": (pattern.documents, ())}
+    if not chunk_ok:
+        zoo["chunk"] = (pattern.chunk, None)
+    for name, (value, off) in zoo.items():
+        if value != off and not (name == "chunk" and isinstance(value, tuple) and set(value) == {None}):
+            where = ("Llama 4 (llama4_text, attention_chunk_size) has chunks natively" if name == "chunk" else
+                     "no transformers model takes it as a config field (gpt-oss's 'sinks' are learned logits, "
+                     "not positions)")
+            raise ValueError(f"{family} cannot express {name}={value!r} natively: {where}; apply it with "
+                             f"attnviz.with_pattern(model, pattern) (dense masks), or use {name}={off!r}")
 
 
 def layer_types_for(pattern: AttentionPattern, n: int, family: str) -> tuple[list[str], int | None]:

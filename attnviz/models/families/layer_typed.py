@@ -1,5 +1,9 @@
-"""Layer-typed windows: Gemma 2 / Gemma 3 and ModernBERT, whose ``layer_types`` name each layer
-``"sliding_attention"`` or ``"full_attention"``.
+"""Layer-typed windows: Gemma 2 / Gemma 3, gpt-oss and ModernBERT, whose ``layer_types`` name each
+layer ``"sliding_attention"`` or ``"full_attention"``.
+
+gpt-oss alternates causal sliding and full layers like Gemma 2; its ``sinks`` are a learned logit
+per head that joins every row's softmax (rows sum to less than 1), not positions: the mask is the
+same, and no token is kept the way a StreamingLLM sink (attnviz ``sinks=S``) keeps it.
 
 Gemma 2/3: ``layer_types`` + ``sliding_window``, causal; a per-layer tuple with ``None`` for full
 layers. Bidirectional Gemma3 (``use_bidirectional_attention``) stores ``sliding_window = w // 2 + 1``
@@ -16,9 +20,9 @@ from ..finding import Finding
 from .common import (NativeArgs, apply_layer_types, collapse, layer_types_for, refuse, refuse_unread_layouts,
                      set_config, sliding_pattern, with_updates)
 
-MODEL_TYPES = ("gemma2", "gemma3_text", "modernbert")
+MODEL_TYPES = ("gemma2", "gemma3_text", "gpt_oss", "modernbert")
 SETTABLE = {"gemma2": {"sliding_window", "layer_types"}, "gemma3_text": {"sliding_window", "layer_types"},
-            "modernbert": {"local_attention", "layer_types"}}
+            "gpt_oss": {"sliding_window", "layer_types"}, "modernbert": {"local_attention", "layer_types"}}
 GLOBAL_TOKENS = False
 #: families whose rotary base depends on a layer's type: layer_types cannot change on loaded weights.
 ROPE_PER_LAYER_TYPE = ("gemma3_text", "modernbert")
@@ -59,7 +63,17 @@ def apply(model, cfg, updates) -> dict:
 
 
 def findings(model, layout, gmask) -> tuple[list[Finding], object]:
-    return [], gmask
+    cfg = model.config
+    sliding = [i for i, t in enumerate(cfg.layer_types) if t == "sliding_attention"]
+    if cfg.model_type != "gpt_oss" or not sliding or not layout.prompt_positions:
+        return [], gmask
+    return [Finding(
+        "learned-sinks",
+        f"gpt-oss's attention sinks are a learned logit per head, not positions: no token is kept as a sink, so in "
+        f"its sliding layers {sliding} a query sees the prompt only within sliding_window={cfg.sliding_window} "
+        f"positions after it; farther queries get it only through the full layers.",
+        "place the prompt within the window of the readout, or rely on the full layers; to study token sinks use "
+        "with_pattern(model, AttentionPattern(window=W, causal=True, sinks=S)) with the prompt inside the first S.")], gmask
 
 
 def padded_length(model_or_config, length: int) -> int:
