@@ -1,4 +1,5 @@
-"""The pattern explorer: change windows, globals and placement; the mask and spread views redraw.
+"""The pattern explorer: change windows, globals, the mask zoo (prefix-LM, sinks, chunks, packed
+documents) and placement; the mask and spread views redraw.
 
 Controls → :class:`PatternSettings` (plain values) → :func:`pattern_view` (the one pure function:
 pattern and layout from the settings, :func:`attnviz.spread_pattern` for the reach, and the plot
@@ -48,7 +49,9 @@ class PatternSettings:
     ``[CLS]``). ``at`` is used by the ``infix`` placement only (None: the middle of the text, so that
     infix differs from prefix out of the box), ``every`` by ``scattered`` only,
     ``block_size`` and ``seed`` only with ``random_blocks > 0``. ``layer`` is the layer whose mask
-    is drawn.
+    is drawn. The mask zoo: ``prefix_lm`` is text (blank = none, ``prompt`` = up to the last prompt
+    token, or a length ``P``), ``sinks`` an int, ``chunk`` a comma list like ``windows`` (one entry
+    for all layers, ``full`` = unchunked), ``documents`` comma-separated lengths summing to ``L``.
     """
 
     window: int | None = 32
@@ -67,6 +70,33 @@ class PatternSettings:
     text_len: int = 1000
     num_layers: int = 6
     layer: int = 0
+    prefix_lm: str = ""
+    sinks: int = 0
+    chunk: str = ""
+    documents: str = ""
+
+    def prefix_value(self) -> int | str | None:
+        """``prefix_lm`` of the pattern: None (blank), ``"prompt"`` or a length P >= 1."""
+        t = str(self.prefix_lm).strip().lower()
+        if not t or t == "none":
+            return None
+        if t == "prompt":
+            return "prompt"
+        try:
+            return int(t)
+        except ValueError:
+            raise ValueError(f"prefix-LM: {self.prefix_lm!r} is not a length; give a length P (positions < P attend "
+                             f"each other both ways), 'prompt' (up to the last prompt token) or leave it blank") from None
+
+    def chunk_value(self):
+        """``chunk`` of the pattern: None, one int, or a per-layer tuple (``full`` = unchunked layer)."""
+        per_layer = parse_ints(self.chunk, "chunk", allow_none=True, minimum=1)
+        if not per_layer:
+            return None
+        if len(per_layer) not in (1, self.num_layers):
+            raise ValueError(f"chunk: {len(per_layer)} entries ({self.chunk.strip()}) for {self.num_layers} layers; "
+                             f"give one for all layers or one per layer ('full' = no chunks)")
+        return per_layer[0] if len(per_layer) == 1 else per_layer
 
     def window_value(self):
         """The ``window`` argument of the pattern: the per-layer tuple, or the slider's value."""
@@ -84,7 +114,8 @@ class PatternSettings:
             global_positions=parse_ints(self.global_positions, "global positions", minimum=0),
             global_prompt=self.global_prompt, dilation=self.dilation,
             random_blocks=self.random_blocks, block_size=self.block_size if self.random_blocks else None,
-            seed=self.seed)
+            seed=self.seed, prefix_lm=self.prefix_value(), sinks=self.sinks, chunk=self.chunk_value(),
+            documents=parse_ints(self.documents, "documents", minimum=1))
 
     def placement_(self) -> PromptPlacement:
         return PromptPlacement(self.placement, n_tokens=self.n_tokens,
@@ -143,6 +174,8 @@ def pattern_view(settings: PatternSettings, *, mask_cells: int = MASK_CELLS,
     layout = settings.layout()
     pattern.check_layers(n)
     pattern.global_mask(layout)  # global positions inside the sequence
+    pattern.prefix_length(layout)  # a prefix inside the sequence, "prompt" with a prompt
+    pattern.document_ids(layout)  # document lengths that sum to L
     with _one_thread():  # small tensor ops: threads only fight on a busy 2-core laptop
         reach = spread_pattern(pattern, layout, n)
         mask = mask_parts(pattern, layout, layer, layers=range(n), max_cells=mask_cells, lean=lean)
@@ -219,6 +252,17 @@ class PatternExplorer(Explorer):
                                                  style=wide, layout=widgets.Layout(width="120px"))
         c["layer"] = widgets.IntSlider(value=s.layer, min=0, max=max(s.num_layers - 1, 1), description="mask of layer",
                                        continuous_update=False, style=wide, layout=widgets.Layout(width="300px"))
+        c["prefix_lm"] = widgets.Text(value=str(s.prefix_lm), description="prefix-LM", placeholder="P or prompt",
+                                      continuous_update=False, style=wide, layout=widgets.Layout(width="190px"),
+                                      tooltip="positions < P attend each other both ways; 'prompt' = up to the last "
+                                              "prompt token")
+        c["sinks"] = widgets.BoundedIntText(value=s.sinks, min=0, max=MAX_POSITIONS, description="sinks", style=wide,
+                                            layout=widgets.Layout(width="120px"))
+        c["chunk"] = widgets.Text(value=s.chunk, description="chunk", placeholder="e.g. 64 or 64,64,64,full",
+                                  continuous_update=False, style=wide, layout=widgets.Layout(width="220px"))
+        c["documents"] = widgets.Text(value=s.documents, description="documents",
+                                      placeholder="lengths summing to L, e.g. 500,522", continuous_update=False,
+                                      style=wide, layout=widgets.Layout(width="300px"))
         for name, w in c.items():
             w.add_class(f"attnviz-{name.replace('_', '-')}")
 
@@ -239,6 +283,7 @@ class PatternExplorer(Explorer):
             row("attention", c["window"], c["windows"], c["dilation"], c["causal"]),
             row("globals", c["global_positions"], c["global_prompt"], c["random_blocks"], c["block_size"],
                 c["seed"]),
+            row("mask zoo", c["prefix_lm"], c["sinks"], c["chunk"], c["documents"]),
             row("sequence", c["placement"], c["n_tokens"], c["at"], c["every"], c["text_len"],
                 c["num_layers"]),
             self.message, self.summary, self.figures["spread"], row(None, c["layer"], self.status), self.figures["mask"],
