@@ -125,21 +125,29 @@ def position_figure(rows: list[dict], *, title: str = "Where the window stops se
 
 
 def prompt_words_figure(words: list, *, title: str = "What the prompt says: nearest token per prompt vector",
-                        width: int = NOTEBOOK_WIDTH) -> go.Figure:
+                        width: int = NOTEBOOK_WIDTH, max_columns: int = 6) -> go.Figure:
     """Heatmap, prompt vectors × checkpoints: colour = cosine to the nearest vocabulary token, text =
-    that token; right panel: each vector's norm at the last checkpoint beside the median norm of
-    real token embeddings. ``words``: :class:`attnviz.prompts.nearest.PromptWords` per checkpoint."""
+    that token (cut to 8 characters; the hover has it whole); right panel: each vector's norm at the
+    last checkpoint beside the median norm of real token embeddings. ``words``:
+    :class:`attnviz.prompts.nearest.PromptWords` per checkpoint; at most ``max_columns`` of them
+    are drawn, evenly spaced, first and last kept."""
     if not words:
         raise ValueError("no checkpoints to draw; pass nearest_over_checkpoints(run_dir, ...)")
+    if len(words) > max_columns:
+        idx = sorted({round(i * (len(words) - 1) / (max_columns - 1)) for i in range(max_columns)})
+        words = [words[i] for i in idx]
     steps = [str(w.step) for w in words]
     n = len(words[0].tokens)
     z = [[float(w.cosine[j, 0]) for w in words] for j in range(n)]
-    text = [[w.tokens[j][0] for w in words] for j in range(n)]
+    full = [[w.tokens[j][0] for w in words] for j in range(n)]
+    text = [[t if len(t) <= 8 else t[:7] + "…" for t in row] for row in full]
     fig = make_subplots(rows=1, cols=2, column_widths=[0.78, 0.22], horizontal_spacing=0.06,
                         subplot_titles=("nearest token (colour: cosine)", "norm (last step)"))
     fig.add_heatmap(z=z, x=steps, y=list(range(n)), text=text, texttemplate="%{text}", textfont=dict(size=14),
-                    colorscale="Blues", zmin=0, zmax=1, colorbar=dict(title="cosine", x=0.74, len=0.8),
-                    hovertemplate="prompt %{y}, step %{x}: %{text} (cosine %{z:.2f})<extra></extra>", row=1, col=1)
+                    customdata=full, colorscale="Blues", zmin=0, zmax=1,
+                    colorbar=dict(title="cosine", orientation="h", x=0.39, xanchor="center", y=-0.3, yanchor="top",
+                                  len=0.5, thickness=14),
+                    hovertemplate="prompt %{y}, step %{x}: %{customdata} (cosine %{z:.2f})<extra></extra>", row=1, col=1)
     last = words[-1]
     fig.add_bar(x=[float(v) for v in last.norm], y=list(range(n)), orientation="h", marker_color=OKABE_ITO[0],
                 showlegend=False, hovertemplate="prompt %{y}: norm %{x:.2f}<extra></extra>", row=1, col=2)
@@ -148,8 +156,8 @@ def prompt_words_figure(words: list, *, title: str = "What the prompt says: near
     fig.update_yaxes(autorange="reversed", showticklabels=False, row=1, col=2)
     fig.update_xaxes(title_text="training step", type="category", row=1, col=1)
     fig.update_xaxes(title_text="L2 norm", row=1, col=2)
-    fig.update_layout(template=TEMPLATE, font=FONT, width=width, height=160 + 28 * n,
+    fig.update_layout(template=TEMPLATE, font=FONT, width=width, height=260 + 34 * n,
                       title=dict(text=f"{title}<br><sup>dashed: median norm of real token embeddings "
                                       f"({last.embedding_norm:.2f})</sup>", x=0.5, xanchor="center"),
-                      margin=dict(l=70, r=20, t=110, b=60))
+                      margin=dict(l=70, r=20, t=110, b=150))
     return fig

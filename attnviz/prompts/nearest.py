@@ -5,7 +5,7 @@ reading (Lester et al. 2021, section 7) is the cosine nearest neighbours of each
 among the rows of the input embedding matrix, together with the vector's norm: a prompt
 initialised from token embeddings starts exactly on those tokens (cosine 1) and a trained one
 drifts away — the neighbours say where to, the cosine says how far, the norm says whether the
-vector grew beyond the scale of real tokens (a typical MiniLM token embedding has norm ~1.3).
+vector grew beyond the scale of real tokens (the median MiniLM token embedding has norm ~1.1).
 
 * :func:`nearest_tokens` — one prompt, (n_tokens, hidden) → :class:`PromptWords`.
 * :func:`nearest_over_checkpoints` — the same for every checkpoint of a run
