@@ -45,6 +45,16 @@ def test_spread_writes_offline_html_and_prints_the_summary(tmp_path, capsys):
      "0 % of tokens (0 of 52) are never reached"),
     (["--window", "none", "--causal", "--layers", "2"], AttentionPattern(window=None, causal=True), 2,
      "it never reaches the readout token 0"),
+    # the mask zoo (#17): with a prefix over the prompt, [CLS] sees it after one layer
+    (["--window", "none", "--causal", "--layers", "2", "--prefix-lm", "prompt"],
+     AttentionPattern(causal=True, prefix_lm="prompt"), 2, "it reaches the readout token 0 at layer 1"),
+    (["--window", "4", "--causal", "--sinks", "21", "--layers", "2"],
+     AttentionPattern(window=4, causal=True, sinks=21), 2, "The prompt reaches token 51 at layer 1; it never reaches "
+                                                           "the readout token 0; 2 % of tokens (1 of 52)"),
+    (["--window", "none", "--chunk", "16,16,full"], AttentionPattern(chunk=(16, 16, None)), 3,
+     "The prompt reaches token 51 at layer 3"),
+    (["--window", "none", "--documents", "30,22", "--layers", "2"], AttentionPattern(documents=(30, 22)), 2,
+     "42 % of tokens (22 of 52) are never reached"),
 ])
 def test_spread_options_reach_the_pattern(tmp_path, capsys, args, pattern, layers, needle):
     assert main(["spread", *args, "--length", "30", "--out", str(tmp_path / "s.html")]) == 0
@@ -62,6 +72,15 @@ def test_spread_options_reach_the_pattern(tmp_path, capsys, args, pattern, layer
     (["--placement", "infix"], "at="),
     (["--global-positions", "0,x"], "'0,x'"),
     (["--out", "/nonexistent-attnviz/x.html"], "/nonexistent-attnviz"),
+    (["--prefix-lm", "abc"], "invalid prefix-LM 'abc'"),
+    (["--prefix-lm", "0"], "invalid prefix-LM '0'"),
+    (["--prefix-lm", "99"], "--prefix-lm: prefix_lm=99 is longer than the layout (42 positions)"),
+    (["--sinks", "-1"], "'-1'"),
+    (["--chunk", "0"], "invalid chunk '0'"),
+    (["--chunk", "8,x"], "invalid chunk '8,x'"),
+    (["--chunk", "8,8", "--layers", "3"], "per-layer settings for 2 layers but the model has 3"),
+    (["--documents", "20,20"], "--documents: documents=(20, 20) sum to 40 but the layout has 42 positions"),
+    (["--documents", "20,-2"], "invalid documents '20,-2'"),
 ])
 def test_bad_input_exits_2_with_one_line_naming_the_value(tmp_path, capsys, args, named):
     argv = ["spread", "--length", "20", "--out", str(tmp_path / "x.html"), *args]

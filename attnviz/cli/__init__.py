@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..patterns import AttentionPattern, describe
 from ..placement import PLACEMENTS, PromptPlacement
-from .args import Parser, dilation_arg, int_at_least, positions_arg, window_arg
+from .args import Parser, chunk_arg, dilation_arg, int_at_least, lengths_arg, positions_arg, prefix_arg, window_arg
 
 _Parser = Parser  # the older name
 
@@ -49,6 +49,18 @@ def _add_spread(sub) -> None:
                    help="BigBird random key blocks per query block (default: 0)")
     g.add_argument("--block-size", type=int_at_least(1), default=None, metavar="B", help="block length for --random-blocks")
     g.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the random blocks (default: 0)")
+    z = p.add_argument_group("mask zoo")
+    z.add_argument("--prefix-lm", type=prefix_arg, default=None, metavar="P",
+                   help="prefix-LM: positions < P attend each other both ways, even with --causal; 'prompt' = up to "
+                        "the last prompt token")
+    z.add_argument("--sinks", type=int_at_least(0), default=0, metavar="S",
+                   help="attention sinks (StreamingLLM): every query keeps the first S positions (default: 0)")
+    z.add_argument("--chunk", type=chunk_arg, default=None, metavar="C",
+                   help="chunked attention (Llama 4's attention_chunk_size): the window stays inside chunks of C; "
+                        "one per layer with 'full' for unchunked layers, e.g. 64,64,64,full")
+    z.add_argument("--documents", type=lengths_arg, default=(), metavar="N,N",
+                   help="packed documents: their lengths, summing to the sequence length ([CLS] + prompt + text + "
+                        "[SEP]); no attention crosses a document boundary")
     s = p.add_argument_group("sequence")
     s.add_argument("--length", type=int_at_least(0), default=1024, metavar="T",
                    help="text length in tokens, without special tokens and prompt: the layout adds [CLS], [SEP] "
@@ -70,14 +82,21 @@ def _run_spread(args) -> int:
     from ..spread import spread_pattern
 
     window = args.window
-    layers = args.layers if args.layers is not None else (len(window) if isinstance(window, tuple) else 6)
+    per_layer = next((len(v) for v in (window, args.chunk) if isinstance(v, tuple)), None)
+    layers = args.layers if args.layers is not None else (per_layer or 6)
     pattern = AttentionPattern(window=window, causal=args.causal, global_positions=args.global_positions,
                                global_prompt=args.global_prompt, dilation=args.dilation,
-                               random_blocks=args.random_blocks, block_size=args.block_size, seed=args.seed)
+                               random_blocks=args.random_blocks, block_size=args.block_size, seed=args.seed,
+                               prefix_lm=args.prefix_lm, sinks=args.sinks, chunk=args.chunk, documents=args.documents)
     pattern.check_layers(layers)
     placement = PromptPlacement(args.placement, n_tokens=args.n_tokens, at=args.at, every=args.every)
     layout = placement.layout(text_len=args.length)
     L = layout.length
+    for flag, check in (("--prefix-lm", pattern.prefix_length), ("--documents", pattern.document_ids)):
+        try:
+            check(layout)
+        except ValueError as exc:
+            raise ValueError(f"{flag}: {exc}") from None
     if L > MAX_POSITIONS:
         raise ValueError(f"--length {args.length} gives {L} positions; at most {MAX_POSITIONS} are supported")
     if not 0 <= args.mask_layer < layers:

@@ -70,6 +70,46 @@ def dilation_arg(text: str) -> int | tuple[int, ...]:
     return values[0] if len(values) == 1 else tuple(values)
 
 
+def chunk_arg(text: str) -> int | None | tuple[int | None, ...]:
+    """``"64"`` -> 64 (every layer), ``"64,64,full"`` -> per layer (``full`` / ``none``: no chunks)."""
+    try:
+        values = [_entry(p, "chunk", True) for p in text.split(",")]
+    except argparse.ArgumentTypeError:
+        values = [0]
+    if any(v is not None and v < 1 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"invalid chunk {text!r}: give a chunk length >= 1 (Llama 4's attention_chunk_size, e.g. 64) or one "
+            f"entry per layer with 'full' for unchunked layers (64,64,64,full)")
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def prefix_arg(text: str) -> int | str:
+    """``"prompt"`` -> ``"prompt"`` (the prefix ends with the last prompt token), ``"21"`` -> 21."""
+    t = text.strip().lower()
+    if t == "prompt":
+        return "prompt"
+    try:
+        value = int(t)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid prefix-LM {text!r}: give a prefix length P >= 1 (positions < P "
+                                         f"attend each other both ways) or 'prompt' (up to the last prompt token)")
+    return value
+
+
+def lengths_arg(text: str) -> tuple[int, ...]:
+    """``"500,522"`` -> (500, 522): packed document lengths."""
+    try:
+        values = tuple(_entry(p, "document length", False) for p in text.split(","))
+    except argparse.ArgumentTypeError:
+        values = (0,)
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"invalid documents {text!r}: give comma-separated document lengths >= 1 "
+                                         f"that sum to the sequence length, e.g. 500,522")
+    return values
+
+
 def positions_arg(text: str) -> tuple[int, ...]:
     """``"0,5"`` -> (0, 5); ``""`` -> ()."""
     try:
