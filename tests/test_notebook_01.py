@@ -51,3 +51,24 @@ def test_global_attention_three_ways_match_the_pattern(text):
     assert "LED decoder pattern: full causal attention" in text
     assert "config: {'sliding_window': 8}" in text
     assert text.count('class="plotly-graph-div"') >= 4
+
+
+@pytest.mark.notebook
+@pytest.mark.timeout(1200)
+def test_mask_zoo_grid_with_a_prefix_prompt(text):
+    from attnviz import spread_pattern
+
+    layout = PromptPlacement("prefix", n_tokens=6).layout(text_len=56)
+    zoo = {
+        "prefix-LM over the prompt": AttentionPattern(causal=True, prefix_lm="prompt"),
+        "causal window 8 + 4 sinks": AttentionPattern(window=8, causal=True, sinks=4),
+        "chunks of 16 (Llama 4)": AttentionPattern(causal=True, chunk=16),
+        "two packed documents (24, 40)": AttentionPattern(causal=True, documents=(24, 40)),
+    }
+    for name, p in zoo.items():
+        share = spread_pattern(p, layout, 2).fraction_reached(2)
+        assert f"| {name} | `{describe(p)}` | {allowed_pairs(p, layout, 0)} | {share:.0%} |" in text
+    # what the prose says: only chunk 1 (positions 0-15) and only the first document (24) see the prompt
+    assert spread_pattern(zoo["chunks of 16 (Llama 4)"], layout, 2).fraction_reached(2) == 15 / 64
+    assert spread_pattern(zoo["two packed documents (24, 40)"], layout, 2).fraction_reached(2) == 23 / 64
+    assert "The mask zoo on 64 positions with a 6-token prefix prompt" in text
