@@ -183,10 +183,13 @@ class AttentionPattern:
     @property
     def per_layer(self) -> int | None:
         """Number of layers the pattern is written for (tuple lengths), or None if uniform."""
-        lengths = {len(v) for v in (self.window, self.dilation, self.chunk) if isinstance(v, tuple)}
+        tuples = {name: v for name, v in (("window", self.window), ("dilation", self.dilation), ("chunk", self.chunk))
+                  if isinstance(v, tuple)}
+        lengths = {len(v) for v in tuples.values()}
         if len(lengths) > 1:
-            raise ValueError(f"window, dilation and chunk tuples have different lengths {sorted(lengths)} "
-                             f"(window={self.window!r}, dilation={self.dilation!r}, chunk={self.chunk!r}); give one "
+            names = " and ".join(tuples)
+            shown = ", ".join(f"{name}={v!r}" for name, v in tuples.items())
+            raise ValueError(f"{names} tuples have different lengths {sorted(lengths)} ({shown}); give one "
                              f"entry per layer in each, or a single value for one that is the same in every layer")
         return lengths.pop() if lengths else None
 
