@@ -116,10 +116,10 @@ class PromptModel(nn.Module):
             prompt slots' hidden states at the input of every layer. Step 0 equals the shallow
             prompt exactly; the trainable count grows by ``layers * n_tokens * H``. Checkpoints save
             and resume it (``prompt.deep``); it is not a PEFT prompt-tuning adapter, so
-            :func:`~attnviz.prompts.export_peft_adapter` refuses it. Measured on VitaminC NLI with
-            the frozen MiniLM (``benchmarks/results/nli_study.md``): a deep prompt with mean
-            pooling is what beats the head alone (0.52 vs <= 0.44 after 1,200 steps); train it with
-            ``lr_prompt=1e-2`` — at the shallow default 3e-2 two of three deep runs collapsed to chance.
+            :func:`~attnviz.prompts.export_peft_adapter` refuses it. On sentence-pair tasks with a
+            frozen encoder, a deep prompt read with mean pooling is the arm that beat the head
+            alone, trained at ``lr_prompt=1e-2`` (the shallow default 3e-2 made deep runs collapse):
+            the measurements are in ``benchmarks/results/nli_study.md``.
         pad_to: pad every batch with padding tokens until its length ``L`` (prompt included) is a
             multiple of ``pad_to`` (never beyond the model's positions), so a compiled kernel sees
             a few lengths instead of one per batch. ``"auto"`` (default): 128 (FlexAttention's tile)

@@ -17,13 +17,10 @@ uniform ±0.5 (Lester et al. 2021's choice for T5) are about five times larger t
 embeddings (per-coordinate std 0.056 against 0.29) and swamp the text. Hence the default
 ``init="text"`` with the tokenizer's separator token and a little noise.
 
-NLI is harder for a prompt than topic classification. On VitaminC (balanced 3-way, frozen MiniLM,
-batch 8, 150 steps, 300 held-out pairs, one seed), with ``[CLS]`` pooling: head alone 0.393, a
-20-token ``[SEP]``-copies prefix prompt + head 0.423, a deep prompt (``PromptModel(deep=True)``, a
-prompt per layer) + head 0.400; with mean pooling: head alone 0.440 (the best arm), deep prompt +
-head 0.407. One standard error is about 0.028: no prompt beat the best head-only baseline. A
-sentence-embedding encoder never trained to compare two segments gives a prompt little to steer;
-compare prompts against mean pooling on such models (``notebooks/05_nli.ipynb`` has the table).
+NLI is harder for a prompt than topic classification: a sentence-embedding encoder never trained
+to compare two segments gives a prompt little to steer, so compare prompts against a head-only
+baseline with mean pooling on such models (measured: ``benchmarks/results/nli_study.md``;
+``notebooks/05_nli.ipynb`` walks through it).
 """
 
 from __future__ import annotations
