@@ -204,3 +204,26 @@ def test_other_families_refuse_the_zoo_parts_and_point_to_with_pattern():
             to_native(AttentionPattern(window=3, causal=True, **extra), mistral)
     assert to_native(AttentionPattern(window=3, causal=True, chunk=(None, None)), mistral).pattern == \
         AttentionPattern(window=3, causal=True)
+
+
+@pytest.mark.parametrize("family", ["mistral", "gpt2"])
+def test_prefix_lm_on_a_decoder_opens_the_causal_mask_inside_the_prefix(family):
+    """with_pattern ANDs the model's own mask; a prefix-LM is an exception to causal, so the prefix
+    square is opened in the decoder's causal mask (its padding kept): the support equals build_masks
+    on real rows, padded keys stay zero, dense and sdpa agree."""
+    L, pattern = 12, AttentionPattern(causal=True, prefix_lm=5)
+    model = tiny_model(family)
+    ids = torch.cat([ids_for(L), ids_for(L, seed=1)])
+    mask = torch.ones(2, L, dtype=torch.long)
+    mask[1, 9:] = 0                                           # right padding in the second row
+    masks = build_masks(pattern, L, 2)
+    with torch.no_grad():
+        with with_pattern(model, pattern) as m:
+            dense = m(input_ids=ids, attention_mask=mask, output_attentions=True)
+        with with_pattern(model, pattern, backend="sdpa") as m:
+            sdpa = m(input_ids=ids, attention_mask=mask).last_hidden_state
+    for layer, a in enumerate(dense.attentions):
+        assert torch.equal(a[0].amax(0) > 0, masks[layer])
+        assert torch.equal(a[1, :, :9].amax(0) > 0, masks[layer][:9] & mask[1].bool())
+    assert (dense.last_hidden_state - sdpa)[mask.bool()].abs().max() <= 1e-5
+    assert masks[0][1, 4] and not masks[0][5, 6]              # q < k inside the prefix; causal after it

@@ -361,6 +361,12 @@ class _PatternAttention:
         if self.backend in ("flex", "tiled"):  # cross-attention: the model's own mask only
             return self._flex_forward(module, query, key, value, _as_block_mask(attention_mask, self._flex), **kwargs)
         mask = additive_mask(attention_mask, query.dtype)
+        if allowed is not None and mask is not None and self.pattern.prefix_lm is not None:
+            # prefix-LM is an exception to causal: open the prefix square in a decoder's own causal mask,
+            # keeping its key padding (the last query's row: causal lets it see every key but the padded)
+            P = self.pattern.prefix_length(self.layout or key.shape[-2])
+            mask = mask.clone()
+            mask[..., :P, :P] = mask[..., -1:, :P]
         if allowed is not None:
             # masked_fill, not "+ bias": min + min would overflow to -inf (NaN rows under softmax).
             if mask is None:  # fill fresh zeros in place: one (L, L) float alive, not two

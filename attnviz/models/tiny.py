@@ -1,7 +1,7 @@
 """Tiny random models built from configs, for tests and for showing mechanics offline.
 
 No long-context weights can be downloaded here, so the mechanics of Longformer, BigBird, LED,
-Mistral and GPT-2 are shown on small random models (same code paths, seconds to run). Weights are
+Mistral, Llama 4 (text) and GPT-2 are shown on small random models (same code paths, seconds to run). Weights are
 seeded: the same call gives the same model.
 """
 
@@ -12,7 +12,7 @@ import difflib
 import torch
 import transformers as tf
 
-FAMILIES = ("bert", "gpt2", "mistral", "longformer", "bigbird", "led")
+FAMILIES = ("bert", "gpt2", "mistral", "llama4", "longformer", "bigbird", "led")
 
 _COMMON = dict(vocab_size=128, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                intermediate_size=64, max_position_embeddings=512)
@@ -27,6 +27,9 @@ def tiny_config(family: str, **overrides):
                             resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     elif family == "mistral":
         cfg = tf.MistralConfig(**_COMMON, num_key_value_heads=2, sliding_window=None, head_dim=8)
+    elif family == "llama4":  # 4 layers: 0-2 chunked (RoPE), 3 full (NoPE); attention_chunk_size=8192 unless set
+        cfg = tf.Llama4TextConfig(**{**_COMMON, "num_hidden_layers": 4}, num_key_value_heads=2, head_dim=8,
+                                  intermediate_size_mlp=64, num_local_experts=2, num_experts_per_tok=1)
     elif family == "longformer":
         cfg = tf.LongformerConfig(**_COMMON, attention_window=[4, 4], hidden_dropout_prob=0.0,
                                   attention_probs_dropout_prob=0.0, pad_token_id=1, bos_token_id=0,
