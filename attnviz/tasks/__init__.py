@@ -16,8 +16,8 @@ from .evidence import evidence_far, filler_ids, insert_filler
 from .qa import load_qa, prepare_qa
 from .qa_features import qa_features
 from .qa_metrics import evaluate_qa, squad_metrics
-from .nli import LABELS, OFFLINE_SOURCES, SOURCES, Prepared, load_nli, prepare_nli, read_manifest, verify_nli
-from .sources import BIGBENCH, FetchError, SdistSource, cache_dir, data_dir, downloads_dir, fetch_sdist, read_members
+from .nli import LABELS, OFFLINE_SOURCES, SOURCES, load_nli, prepare_nli, read_manifest, verify_nli
+from .sources import BIGBENCH, FetchError, Prepared, SdistSource, cache_dir, data_dir, downloads_dir, fetch_sdist, read_members
 
 __all__ = ["LABELS", "OFFLINE_SOURCES", "SOURCES", "Prepared", "load_nli", "prepare_nli", "read_manifest",
            "verify_nli", "BIGBENCH", "FetchError", "SdistSource", "cache_dir", "data_dir", "downloads_dir",

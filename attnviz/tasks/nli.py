@@ -34,12 +34,11 @@ import datetime as _dt
 import hashlib
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 from ..checks import check_int
-from .sources import BIGBENCH, BIGBENCH_TASKS, assign_test_groups, atomic_write, atomic_write_json, cache_dir, data_dir, \
+from .sources import Prepared, BIGBENCH, BIGBENCH_TASKS, assign_test_groups, atomic_write, atomic_write_json, cache_dir, data_dir, \
     fetch_sdist, read_manifest_file, read_members, sha256_file, verify_listed_file
 
 LABELS = ("entailment", "neutral", "contradiction")
@@ -179,29 +178,6 @@ def split_by_group(keys: Sequence[Sequence], test_fraction: float, seed: int = S
 
 
 # ---- preparing ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Prepared:
-    """What :func:`prepare_nli` left in the cache.
-
-    Attributes:
-        directory: ``<cache>/data/nli``.
-        manifest: the manifest as written (``files`` -> sha256, rows, bytes, label counts).
-        fresh: True if the files were written by this call, False if a valid cache was reused.
-    """
-
-    directory: Path
-    manifest: dict
-    fresh: bool
-
-    def summary(self) -> str:
-        """One line per file: name, rows, label counts, sha256."""
-        lines = []
-        for name, f in sorted(self.manifest["files"].items()):
-            counts = ", ".join(f"{k} {v:,}" for k, v in f["labels"].items())
-            lines.append(f"{name:<28} {f['rows']:>7,} rows ({counts})  sha256 {f['sha256']}")
-        return "\n".join(lines)
-
-
 def _file_name(source: str, split: str) -> str:
     return f"{source}-{split}.jsonl"
 

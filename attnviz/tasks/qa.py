@@ -41,12 +41,11 @@ import datetime as _dt
 import hashlib
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from ..checks import check_int
-from .sources import BIGBENCH, BIGBENCH_TASKS, atomic_write, atomic_write_json, cache_dir, data_dir, fetch_sdist, \
+from .sources import Prepared, BIGBENCH, BIGBENCH_TASKS, atomic_write, atomic_write_json, cache_dir, data_dir, fetch_sdist, \
     read_manifest_file, read_members, sha256_file, verify_listed_file
 
 #: Name of the prepared data set: ``<cache>/data/qa``.
@@ -125,26 +124,6 @@ def parse_squad(doc: dict, domain: str) -> tuple[list[dict], dict]:
 
 
 # ---- preparing ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Prepared:
-    """What :func:`prepare_qa` left in the cache.
-
-    Attributes:
-        directory: ``<cache>/data/qa``.
-        manifest: the manifest as written (``files`` -> domain, rows, bytes, sha256).
-        fresh: True if the files were written by this call, False if a valid cache was reused.
-    """
-
-    directory: Path
-    manifest: dict
-    fresh: bool
-
-    def summary(self) -> str:
-        """One line per file: name, questions, sha256."""
-        return "\n".join(f"{name:<22} {f['rows']:>7,} questions ({f['split']})  sha256 {f['sha256']}"
-                         for name, f in sorted(self.manifest["files"].items()))
-
-
 def _jsonl(rows) -> bytes:
     return b"".join((json.dumps(r, ensure_ascii=False) + "\n").encode() for r in rows)
 
@@ -180,7 +159,7 @@ def prepare_qa(force: bool = False, progress: bool = True, *, archive: str | Pat
         except (OSError, ValueError):
             manifest = None
         if manifest is not None and (archive is None or manifest["source"]["sha256"] == sha256_file(archive)):
-            return Prepared(out, manifest, fresh=False)
+            return Prepared(out, manifest, fresh=False, unit="questions")
 
     path = Path(archive) if archive is not None else fetch_sdist(BIGBENCH, progress=progress,
                                                                  command="attnviz data prepare qa")
@@ -225,7 +204,7 @@ def prepare_qa(force: bool = False, progress: bool = True, *, archive: str | Pat
         "files": files,
     }
     atomic_write_json(out / MANIFEST, manifest)
-    return Prepared(out, manifest, fresh=True)
+    return Prepared(out, manifest, fresh=True, unit="questions")
 
 
 # ---- verifying and loading ------------------------------------------------------------------------

@@ -206,6 +206,37 @@ def assign_test_groups(out: list[str], groups: dict, seed: int, key, want: int) 
         have += len(groups[g])
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What a ``prepare_*`` call left in the cache (the NLI, QA or one document corpus's files).
+
+    Attributes:
+        directory: the data set's folder, e.g. ``<cache>/data/nli``.
+        manifest: the manifest as written (``files`` -> sha256, rows, bytes, and label counts or a
+            split per file).
+        fresh: True if the files were written by this call, False if a valid cache was reused.
+        name: how the summary names the files' folder (``"bbc"`` prints ``bbc/train.jsonl``), or
+            ``""`` for the bare file names.
+        unit: what a row is, for the summary (``"rows"``, ``"questions"``).
+    """
+
+    directory: Path
+    manifest: dict
+    fresh: bool
+    name: str = ""
+    unit: str = "rows"
+
+    def summary(self) -> str:
+        """One line per file: name, rows (label counts, or its split), sha256."""
+        lines = []
+        for fname, f in sorted(self.manifest["files"].items()):
+            detail = (", ".join(f"{k} {v:,}" for k, v in f["labels"].items()) if "labels" in f
+                      else f.get("split", ""))
+            shown = f"{self.name}/{fname}" if self.name else fname
+            lines.append(f"{shown:<28} {f['rows']:>7,} {self.unit} ({detail})  sha256 {f['sha256']}")
+        return "\n".join(lines)
+
+
 # ---- manifests of prepared data (shared by nli, qa, documents) -----------------------------------
 def read_manifest_file(path: Path, *, fmt: int, what: str, fix: str, missing: str, extra: dict | None = None) -> dict:
     """The JSON manifest at ``path`` (no checksums checked).
