@@ -115,14 +115,3 @@ class QAHead(nn.Module):
 
     def config(self) -> dict:
         return {"task": self.task}
-
-
-def head_from_config(config: dict, hidden_size: int) -> nn.Module:
-    """Rebuild a head from :meth:`ClassificationHead.config` / :meth:`QAHead.config`."""
-    task = config.get("task")
-    if task == "classification":
-        return ClassificationHead(hidden_size, int(config["num_labels"]), config.get("pooling", "cls"),
-                                  float(config.get("dropout", 0.1)))
-    if task == "qa":
-        return QAHead(hidden_size)
-    raise ValueError(f"unknown head task {task!r}; allowed: classification, qa")

@@ -26,7 +26,6 @@ baseline with mean pooling on such models (measured: ``benchmarks/results/nli_st
 from __future__ import annotations
 
 import re
-from dataclasses import asdict
 from typing import Sequence
 
 import torch
@@ -154,9 +153,6 @@ class SoftPrompt(nn.Module):
     def extra_repr(self) -> str:
         deep = f", deep over {self.deep.shape[0]} layers" if self.deep is not None else ""
         return f"n_tokens={self.n_tokens}, hidden={self.hidden_size}, placement={self.placement}{deep}"
-
-    def placement_dict(self) -> dict:
-        return asdict(self.placement)
 
     @classmethod
     def init(

@@ -21,11 +21,10 @@ its vectors start far from where they are useful and nothing else moves.
 from __future__ import annotations
 
 import json
-import math
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
@@ -36,7 +35,7 @@ from .checkpoints import (
     optimizer_to_flat, prune_checkpoints, rng_state, save_checkpoint, set_rng_state, step_dir, write_json_atomic)
 from ..models.interface import flex_kernel_count, flex_trains_on, flex_training_error
 from ..tasks.batching import collate
-from .heads import ClassificationHead, QAHead
+from .heads import QAHead
 from .model import PromptModel
 
 OPTIMIZERS = ("adamw", "adafactor")
@@ -194,10 +193,6 @@ class TrainResult:
 
 
 # ---- data ---------------------------------------------------------------------------------------
-def _label_keys(model: PromptModel) -> tuple[str, ...]:
-    return ("start_positions", "end_positions") if isinstance(model.head, QAHead) else ("labels",)
-
-
 def batch_indices(step: int, n_examples: int, batch_size: int, seed: int, *, world: int = 1, rank: int = 0) -> list[int]:
     """Example indices of step ``step`` (0-based) for process ``rank`` of ``world``.
 

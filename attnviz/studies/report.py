@@ -206,12 +206,6 @@ def prompt_run(run: RunRecord, model, tokenizer, text: str = DEFAULT_TEXT, *, la
                           method=method, max_side=256)
 
 
-def influence_for(run: RunRecord, model, tokenizer, text: str = DEFAULT_TEXT, method: str = "ablation"):
-    """:func:`attnviz.prompt_influence` of the run's trained prompt (newest checkpoint) on ``text``
-    under the run's pattern: an :class:`~attnviz.influence.InfluenceMap` with ``values`` ``(1, layers + 1, L)``."""
-    return prompt_run(run, model, tokenizer, text, method=method).influence
-
-
 def _prompt_words(run: RunRecord, model, tokenizer) -> tuple[list[tuple[str, go.Figure]], list[str]]:
     """What the trained prompt "says": each prompt vector's nearest vocabulary token (cosine over
     the input embeddings) and its norm at every kept checkpoint (:mod:`attnviz.prompts.nearest`)."""
