@@ -21,13 +21,7 @@ VIEWS = ("attnviz.plots", "attnviz.widgets", "attnviz.explore", "attnviz.noteboo
 STUDIES = ("attnviz.studies",)
 CLI = ("attnviz.cli",)
 #: private names still crossing a package boundary, each with its owner's reason; shrink, never grow.
-KNOWN_PRIVATE = {
-    ("attnviz.widgets._base", "attnviz.plots._style.FigureParts"),
-    ("attnviz.widgets.costs", "attnviz.plots._style.FigureParts"),
-    ("attnviz.widgets.influence", "attnviz.plots._style.FigureParts"),
-    ("attnviz.widgets.pattern", "attnviz.plots._style.FigureParts"),
-    ("attnviz.widgets.pattern", "attnviz.plots._style.step_slider"),
-}   # the explorers' figure parts: plots/_style becomes public when the widget rework (issue 16, item 4) lands
+KNOWN_PRIVATE: set = set()   # none left: the explorers take FigureParts / step_slider from attnviz.plots
 
 
 def _name(path: Path) -> str:

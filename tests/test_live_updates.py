@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from plotly.basedatatypes import Undefined
 import pytest
 
-from attnviz.plots._style import FigureParts
+from attnviz.plots import FigureParts
 from attnviz.widgets import PatternExplorer, apply_parts
 from attnviz.widgets._base import LiveFigure
 

@@ -32,7 +32,7 @@ from plotly.basedatatypes import BaseLayoutType
 from plotly.serializers import _js_to_py, _py_to_js
 from traitlets import Dict, List
 
-from ..plots._style import FigureParts
+from ..plots import FigureParts
 from ..plots.export import write_images
 
 #: Seconds a burst of control changes is collected before one redraw (inside a running kernel).

@@ -19,7 +19,7 @@ import ipywidgets as widgets
 from ..costs import (DEFAULT_FLOPS_PER_SECOND, MEASURABLE as BACKENDS, DTYPES, CostCurves, Measurement, cost_curves,
                      measure_isolated)
 from ..patterns import AttentionPattern
-from ..plots._style import FigureParts
+from ..plots import FigureParts
 from ..plots.costs import cost_figure, cost_parts
 from ._base import control_row, Explorer, LiveFigure, apply_parts
 

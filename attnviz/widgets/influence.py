@@ -27,7 +27,7 @@ from ..influence import METHODS
 from ..patterns import AttentionPattern, describe
 from ..placement import PLACEMENTS, PromptPlacement, SequenceLayout
 from ..plots import influence_figure, save_html
-from ..plots._style import FigureParts
+from ..plots import FigureParts
 from ..plots.attention import attention_figure, attention_parts
 from ._base import control_row, Explorer, LiveFigure, apply_parts, parse_ints
 from .pattern import FULL, _window_label

@@ -23,7 +23,7 @@ import plotly.graph_objects as go
 from ..patterns import AttentionPattern, describe
 from ..placement import PLACEMENTS, PromptPlacement, SequenceLayout
 from ..plots import mask_figure, save_html, spread_figure
-from ..plots._style import FigureParts, step_slider
+from ..plots import FigureParts, step_slider
 from ..plots.masks import mask_parts
 from ..plots.spread import spread_parts
 from ..spread import Spread, one_thread as _one_thread, spread_pattern
