@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from .checks import check_int
 
-PLACEMENTS = ("start", "prefix", "infix", "suffix", "scattered")
+from .choices import PLACEMENTS  # noqa: E402  (defined once, torch-free)
 SEGMENT_NAMES = ("text", "premise", "hypothesis", "question", "context")
 
 

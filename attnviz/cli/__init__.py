@@ -15,9 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..patterns import AttentionPattern, describe
-from ..placement import PLACEMENTS, PromptPlacement
-from .args import Parser, chunk_arg, dilation_arg, int_at_least, lengths_arg, positions_arg, prefix_arg, window_arg
+from ..choices import PLACEMENTS
+from .args import COMMAND_HELP, Parser, chunk_arg, dilation_arg, int_at_least, lengths_arg, positions_arg, prefix_arg, window_arg
 
 _Parser = Parser  # the older name
 
@@ -28,7 +27,7 @@ MAX_POSITIONS = 2**17
 # ---- attnviz spread ------------------------------------------------------------------------------
 def _add_spread(sub) -> None:
     p = sub.add_parser(
-        "spread", help="how far a soft prompt's information can reach, layer by layer (offline HTML)",
+        "spread", help=COMMAND_HELP["spread"],
         description="Build the attention masks of a pattern, compute how far the prompt's information can "
                     "travel after each layer (structure only, no model), print a summary and write one "
                     "self-contained HTML page with the spread and the mask figures.")
@@ -78,6 +77,8 @@ def _add_spread(sub) -> None:
 
 
 def _run_spread(args) -> int:
+    from ..patterns import AttentionPattern, describe
+    from ..placement import PromptPlacement
     from ..plots import mask_figure, save_html, spread_figure
     from ..spread import spread_pattern
 
@@ -122,7 +123,7 @@ def _run_spread(args) -> int:
 # ---- attnviz report ------------------------------------------------------------------------------
 def _add_report(sub) -> None:
     p = sub.add_parser(
-        "report", help="one offline HTML handout of a training run (settings, curves, mask, spread, influence)",
+        "report", help=COMMAND_HELP["report"],
         description="Read a run folder (log.jsonl, result.json, checkpoints) and write one self-contained HTML "
                     "page: run settings, loss and accuracy curves, the mask and spread of the run's pattern and, "
                     "when the model loads here, the trained prompt's influence map.")
@@ -191,7 +192,7 @@ def _add_sweep(sub) -> None:
 
     d = SweepConfig()
     p = sub.add_parser(
-        "sweep", help="the prompt-reach experiment: a soft prompt per (window, global prompt, placement) cell",
+        "sweep", help=COMMAND_HELP["sweep"],
         description="Train a soft prompt + head on the frozen default model for every cell of a grid of windows, "
                     "global-prompt settings and placements, and report accuracy, the prompt's structural reach, its "
                     "measured influence on [CLS] and the time per cell: results.json, results.md and sweep.html in "
@@ -263,24 +264,48 @@ def _run_sweep(args) -> int:
 
 
 # ---- entry point -------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
+def _add_train(sub) -> None:
+    from .train import add_train_commands
+
+    add_train_commands(sub)
+
+
+def _add_data(sub) -> None:
+    from .data import add_data_commands
+
+    add_data_commands(sub)
+
+
+#: Each command and what adds its full parser (``train`` adds ``evaluate`` too).
+_ADDERS = {"spread": _add_spread, "sweep": _add_sweep, "report": _add_report, "train": _add_train,
+           "evaluate": _add_train, "data": _add_data}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``attnviz`` parser. ``command``: build only that command's options (the others get their
+    name and one-line help, which is all ``attnviz --help`` shows) — building a command's options
+    imports what it needs (torch, transformers), so ``attnviz --help`` stays fast. None: all of them."""
     parser = Parser(
         prog="attnviz", description="See how attention-window configuration shapes prompt tuning.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_spread(sub)
-    _add_sweep(sub)
-    _add_report(sub)
-    from .train import add_train_commands
-    from .data import add_data_commands
-
-    add_train_commands(sub)
-    add_data_commands(sub)
+    full = set(_ADDERS) if command is None else ({"train", "evaluate"} if command in ("train", "evaluate")
+                                                 else {command})
+    done = set()
+    for name, add in _ADDERS.items():
+        if name in full:
+            if add not in done:
+                add(sub)
+                done.add(add)
+        else:
+            sub.add_parser(name, help=COMMAND_HELP[name])
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``attnviz`` command line; returns the exit code (bad input exits 2 with a message)."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in _ADDERS else "")
     args = parser.parse_args(argv)
     try:
         return args.run(args)

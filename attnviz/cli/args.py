@@ -4,6 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+#: One line per ``attnviz`` command, as ``attnviz --help`` lists them.
+COMMAND_HELP = {
+    "spread": "how far a soft prompt's information can reach, layer by layer (offline HTML)",
+    "sweep": "the prompt-reach experiment: a soft prompt per (window, global prompt, placement) cell",
+    "report": "one offline HTML handout of a training run (settings, curves, mask, spread, influence)",
+    "train": "train a soft prompt + head on a frozen model under an attention pattern",
+    "evaluate": "held-out accuracy of a trained run",
+    "data": "prepare task data into the attnviz cache (offline once prepared)",
+}
+
 
 class Parser(argparse.ArgumentParser):
     """argparse with a one-line error: ``attnviz spread: error: ... (see attnviz spread --help)``."""

@@ -19,8 +19,10 @@ DOCUMENT_NAMES = ("bbc", "polarity", "all")
 
 def add_data_commands(subparsers) -> None:
     """Add ``data prepare <name>`` to the ``attnviz`` command's ``subparsers``."""
+    from .args import COMMAND_HELP
+
     data = subparsers.add_parser(
-        "data", help="prepare task data into the attnviz cache (offline once prepared)",
+        "data", help=COMMAND_HELP["data"],
         description="Prepare task data once into the attnviz cache ($ATTNVIZ_CACHE or ~/.cache/attnviz), "
                     "as JSONL files with a manifest of sha256 checksums.")
     sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")

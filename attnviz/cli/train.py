@@ -31,12 +31,8 @@ DEFAULTS = {
 def add_train_commands(subparsers) -> None:
     """Add ``train`` and ``evaluate`` to an ``argparse`` subparsers object. Each sets ``run`` (the
     function to call with the parsed args, returning an exit code) and ``parser``."""
-    from .args import dilation_arg, float_at_least, int_at_least, positions_arg, window_arg
-    from ..models.interface import BACKENDS
-    from ..placement import PLACEMENTS
-    from ..prompts.heads import POOLINGS
-    from ..prompts.soft_prompt import INITS
-    from ..prompts.training import MIXED_PRECISION, OPTIMIZERS, SCHEDULES
+    from .args import COMMAND_HELP, dilation_arg, float_at_least, int_at_least, positions_arg, window_arg
+    from ..choices import BACKENDS, INITS, MIXED_PRECISION, OPTIMIZERS, PLACEMENTS, POOLINGS, SCHEDULES
 
     def positive_float(text):
         try:
@@ -57,7 +53,7 @@ def add_train_commands(subparsers) -> None:
         return v
 
     p = subparsers.add_parser(
-        "train", help="train a soft prompt + head on a frozen model under an attention pattern",
+        "train", help=COMMAND_HELP["train"],
         description="Train a soft prompt and a small head on a frozen model (default: the embedded all-MiniLM-L6-v2) "
                     "under an attention pattern, with checkpoints every --checkpoint-every steps. --resume continues "
                     "a run exactly; settings not given then come from the run folder's config.json.")
@@ -116,7 +112,7 @@ def add_train_commands(subparsers) -> None:
     p.set_defaults(run=run_train, parser=p)
 
     e = subparsers.add_parser(
-        "evaluate", help="held-out accuracy of a trained run",
+        "evaluate", help=COMMAND_HELP["evaluate"],
         description="Load a run folder's newest checkpoint and report held-out accuracy (written to RUN_DIR/eval.json).")
     e.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the --out folder of attnviz train")
     e.add_argument("--checkpoint", type=Path, default=None, help="a checkpoint folder (default: the newest undamaged)")

@@ -74,7 +74,7 @@ from .anatomy import base_model, is_cross_attention, max_positions, self_attenti
 from .anatomy import text_config as text_config_of
 from .families import OWN_ATTENTION
 
-BACKENDS = ("dense", "sdpa", "flex", "tiled")
+from ..choices import BACKENDS  # noqa: E402  (defined once, torch-free)
 
 #: Device types where torch's FlexAttention has a backward (it has none on CPU).
 FLEX_BACKWARD_DEVICES = ("cuda", "xpu")

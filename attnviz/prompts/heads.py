@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-POOLINGS = ("cls", "first", "mean")
+from ..choices import POOLINGS  # noqa: E402  (defined once, torch-free)
 
 
 @dataclass

@@ -33,7 +33,7 @@ from torch import nn
 
 from ..placement import PromptPlacement
 
-INITS = ("random", "vocab", "text", "labels")
+from ..choices import INITS  # noqa: E402  (defined once, torch-free)
 
 #: Frequent-token pool size for ``init="vocab"`` (Lester et al. sample from the 5,000 most common).
 VOCAB_TOP_K = 5000

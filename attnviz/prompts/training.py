@@ -38,9 +38,7 @@ from ..tasks.batching import collate
 from .heads import QAHead
 from .model import PromptModel
 
-OPTIMIZERS = ("adamw", "adafactor")
-SCHEDULES = ("linear", "constant")
-MIXED_PRECISION = ("no", "bf16", "fp16")
+from ..choices import MIXED_PRECISION, OPTIMIZERS, SCHEDULES  # noqa: E402  (defined once, torch-free)
 
 
 @dataclass(frozen=True)
