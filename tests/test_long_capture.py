@@ -172,3 +172,18 @@ def test_prompt_on_text_takes_the_tiled_path_for_long_inputs_with_the_same_numbe
     assert (long.influence.values - short.influence.values).abs().max() <= 1e-5
     # exact zeros where the prompt has not arrived, on the tiled path too
     assert (long.influence.values[~long.influence.reached] == 0).all()
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "mistral"])
+def test_tiled_prefix_lm_on_a_padded_decoder_equals_dense(kind):
+    """A prefix-LM pattern on a causal decoder, right padding: the tiled backend keeps the prefix
+    square open (the model's causal mask must add only its padding) and equals dense."""
+    model, inputs = _model(kind), _inputs()
+    pattern = AttentionPattern(window=8, causal=True, prefix_lm=6, sinks=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with with_pattern(model, pattern, backend="dense"):
+            ref = capture_attention(model, inputs, index=1)
+        got = capture_attention(model, inputs, index=1, pattern=pattern)
+    assert (got.values - ref.values).abs().max() <= 1e-6
+    assert (got.values[:, :, 0, 1:6] > 0).all()          # [CLS] attends forward inside the prefix

@@ -417,12 +417,18 @@ class _PatternAttention:
         if info is not None and info.padding is not None:
             nonempty = nonempty[None] & key_tiles(info.padding.to(device), FLEX_BLOCK)[1][:, None, :]
         pattern_mod = mask_mod(self.pattern, layout, layer, device=device)
-        model_mod = None if attention_mask is None or (info is not None and info.padding is None
-                                                       and info.implied_by(self.pattern)) else attention_mask.mask_mod
+        # The model's own mask function matters only where the pattern does not already imply it
+        # (a native sliding window, offsets); a plain causal / bidirectional one adds just padding —
+        # and must add nothing more, or a prefix-LM pattern would lose its prefix square to "causal".
+        implied = info is not None and info.implied_by(self.pattern)
+        padding = info.padding.to(device) if implied and info.padding is not None else None
+        model_mod = None if attention_mask is None or implied else attention_mask.mask_mod
         zero = torch.zeros((), dtype=torch.long, device=device)
 
         def pair_allowed(b, q_idx, kv_idx):
             ok = pattern_mod(None, None, q_idx, kv_idx)
+            if padding is not None:
+                ok = ok & padding[b, kv_idx]
             if model_mod is not None:
                 ok = ok & model_mod(zero + b, zero, q_idx, kv_idx)
             return ok.expand(q_idx.shape[0], kv_idx.shape[-1])
