@@ -365,6 +365,7 @@ def test_diagnose_reach_on_hand_built_layouts():
     assert msg.startswith("3 of 3 prompt tokens (positions 11, 12, 13) cannot reach [CLS] at position 0 within "
                           "the model's 2 layers: through the windows alone information moves at most 4 positions")
     assert "global_prompt=True" in found["reach"].fix and "window >= 14" in found["reach"].fix
+    assert "placement 'prefix', right after [CLS]" in found["reach"].fix
     assert "pads the 21 tokens to 24" in found["padding"].message
 
     gmask = to_native(AttentionPattern(window=4, global_prompt=True), model, far).inputs["global_attention_mask"]
@@ -380,6 +381,7 @@ def test_diagnose_decoder_reach_reads_the_last_token():
     (finding,) = diagnose(model, layout)
     assert finding.message.startswith("2 of 2 prompt tokens (positions 0, 1) cannot reach the last token at position 11")
     assert "causal window >= 7" in finding.fix
+    assert "placement 'suffix': a decoder reads the last token" in finding.fix and "[CLS]" not in finding.fix
     assert diagnose(model, PromptPlacement("suffix", n_tokens=2).layout(text_len=10, cls=False, sep=False)) == []
 
 

@@ -93,7 +93,9 @@ def _reach_finding(pattern, layout: SequenceLayout, num_layers: int, family: str
            f"farthest of them is {far} away" if moves is not None else "no path through the pattern connects them")
     need = -(-far // num_layers)
     window = f"causal window >= {need + 1}" if pattern.causal else f"window >= {2 * need}"
-    fixes = [f"move the prompt next to the readout (placement 'prefix' for [CLS]) or widen the attention "
+    move = ("placement 'prefix', right after [CLS]" if who == "[CLS]" else
+            "placement 'suffix': a decoder reads the last token, so the prompt sits right before it")
+    fixes = [f"move the prompt next to the readout ({move}) or widen the attention "
              f"({window} in every layer reaches {far} positions)"]
     if getattr(FAMILIES.get(family), "GLOBAL_TOKENS", False) and not pattern.global_prompt:
         fixes.insert(0, "make the prompt global (AttentionPattern(..., global_prompt=True), then "
