@@ -8,25 +8,13 @@
 
 from __future__ import annotations
 
-import math
 from typing import Mapping, Sequence
 
 import plotly.graph_objects as go
 
 from ..spread import Spread
+from ..stats import wilson_interval
 from ._style import FONT, NOTEBOOK_WIDTH, OKABE_ITO, TEMPLATE
-
-
-def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval of a proportion ``correct / n`` (95 % at ``z=1.96``): unlike
-    ``p ± z·sqrt(p(1-p)/n)`` it stays inside [0, 1] and is not zero-width at 0 or 1."""
-    if n <= 0 or not 0 <= correct <= n:
-        raise ValueError(f"need 0 <= correct <= n and n > 0, got correct={correct}, n={n}")
-    p = correct / n
-    d = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / d
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def accuracy_figure(accuracy: Mapping[str, float], n: int | Mapping[str, int], *, chance: float | None = None,
