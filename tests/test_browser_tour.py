@@ -379,6 +379,19 @@ def test_every_control_of_every_explorer_draws_what_python_holds(lab):
             s(P, "window slider down 3", tour.keys(P, "window", "ArrowLeft", 3), {"window": 1024})
             s(P, "layer slider to 0", tour.keys(P, "layer", "Home"), {"layer": 0})
             s(P, "global prompt off", tour.click(P, "global-prompt"), {"global_prompt": False})
+            # the mask zoo row (L = 1000 text tokens + [CLS], [SEP] and 4 prompt tokens = 1006)
+            s(P, "causal on (zoo)", tour.click(P, "causal"), {"causal": True})
+            s(P, "prefix-LM over the prompt", tour.type(P, "prefix-lm", "prompt"), {"prefix_lm": "prompt"})
+            s(P, "sinks 4", tour.type(P, "sinks", 4), {"sinks": 4})
+            s(P, "chunk 64", tour.type(P, "chunk", "64"), {"chunk": "64"})
+            s(P, "documents 500,506", tour.type(P, "documents", "500,506"), {"documents": "500,506"})
+            page.locator(".tour-pattern").screenshot(path=str(ARTIFACTS / "tour_pattern_zoo.png"))
+            s(P, "documents that do not sum to L", tour.type(P, "documents", "10,10"), error="sum to 20")
+            s(P, "zoo cleared", lambda: [tour.type(P, "documents", "")(), tour.type(P, "chunk", "")()],
+              {"documents": "", "chunk": ""})
+            s(P, "sinks 0, prefix-LM off", lambda: [tour.type(P, "sinks", 0)(), tour.type(P, "prefix-lm", "")()],
+              {"sinks": 0, "prefix_lm": ""})
+            s(P, "causal off (zoo)", tour.click(P, "causal"), {"causal": False})
             page.locator(".tour-pattern").screenshot(path=str(ARTIFACTS / "tour_pattern_end.png"))
 
             # ---- influence explorer ------------------------------------------------------------
