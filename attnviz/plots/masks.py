@@ -23,7 +23,8 @@ from ..patterns import (BLOCKED, FUTURE, GLOBAL, OTHER_DOCUMENT, OUTSIDE_CHUNK, 
                         AttentionPattern, as_layout, describe)
 from ..placement import SequenceLayout
 from ..pooling import PooledMask, block_edges, pooled_reasons
-from ._style import FONT, TEMPLATE, FigureParts, discrete_colorscale, segment_legend, segment_strip, thin_segment_marks
+from ._style import (FONT, TEMPLATE, FigureParts, discrete_colorscale, segment_legend, segment_strip,
+                     thin_segment_marks, wrap_subtitle)
 
 #: Colour of each reason code at full resolution (index = code of :data:`attnviz.REASONS`).
 #: Colour-blind safe (Okabe & Ito hues); "outside window" (mid grey) and "future" (pale yellow)
@@ -173,7 +174,8 @@ def _mask_title(pattern, layout, layer, group, block, title) -> str:
         return title
     res = "one cell per pair" if block == 1 else f"pooled to blocks of {block} tokens"
     same = f" (same mask as {_layers_text(group)})" if len(group) > 1 else ""
-    return f"Who may attend whom — layer {layer}{same}<br><span style='font-size:15px'>{describe(pattern)} · L={layout.length} · {res}</span>"
+    sub = wrap_subtitle(f"{describe(pattern)} · L={layout.length} · {res}", width=700)   # the plot area, not the legend
+    return f"Who may attend whom — layer {layer}{same}<br><span style='font-size:15px'>{sub}</span>"
 
 
 def mask_parts(pattern: AttentionPattern, layout: SequenceLayout | int, layer: int = 0, *,
