@@ -51,7 +51,8 @@ def _diff(data_a, key_a, data_b, key_b) -> dict:
     a, b = _correct(data_a, key_a), _correct(data_b, key_b)
     n = min(len(a), len(b))
     d, lo, hi = difference(a[:n], b[:n])
-    verdict = "holds (a > b)" if lo > 0 else ("holds (a < b)" if hi < 0 else "not shown (interval includes 0)")
+    verdict = ("holds (a > b)" if lo > 0 else "holds (a < b)" if hi < 0 else
+               "no difference (the same answers)" if lo == hi == 0 else "not shown (interval includes 0)")
     return {"a": key_a, "b": key_b, "difference": d, "low": lo, "high": hi, "seeds": n, "verdict": verdict}
 
 

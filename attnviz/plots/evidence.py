@@ -62,7 +62,8 @@ def interval_figure(rows: list[dict], *, title: str = "Held-out accuracy (bars: 
         fig.add_vline(x=chance, line=dict(color="#555", dash="dash", width=1.5))
     fig.update_layout(
         template=TEMPLATE, font=FONT, width=width, height=200 + 30 * len(labels), barmode="overlay",
-        title=dict(text=f"{title}<br><sup>{_method(rows)}</sup>", x=0.5, xanchor="center"),
+        title=dict(text=f"{title}<br><sup>{_method(rows)}"
+                        + ("" if chance is None else f"; dashed: chance {chance:.3f}") + "</sup>", x=0.5, xanchor="center"),
         xaxis=dict(title_text="held-out accuracy", range=[0, 1.05], tickformat=".0%"),
         yaxis=dict(categoryorder="array", categoryarray=labels, autorange="reversed", automargin=True),
         legend=dict(orientation="h", x=0.5, xanchor="center", yref="container", y=0, yanchor="bottom"),
@@ -76,7 +77,8 @@ def position_figure(rows: list[dict], *, title: str = "Where the window stops se
     filler): held-out accuracy with 95 % intervals, and the trained prompt's mean ablation
     influence on ``[CLS]`` after the last layer (log axis; 0 is drawn at the panel's floor and
     named in the hover). One line per window × global prompt (× placement when the rows have
-    several); colour = window, dash = global prompt off. Head-only rows are a grey line."""
+    several); colour = window, solid = global prompt on, dashed = off, dotted = the head alone. Lines are
+    shifted by about 1 % of the axis apart, so error bars at one position stay readable."""
     rows = [r for r in rows if r.get("position") is not None]
     placements = {r["placement"] for r in rows if r["kind"] != "head_only"}
     def line_of(r):
@@ -91,13 +93,14 @@ def position_figure(rows: list[dict], *, title: str = "Where the window stops se
                         subplot_titles=("held-out accuracy", "prompt's influence on [CLS]"))
     infl = [r["influence_cls"] for r in rows if r.get("influence_cls")]
     floor = min(infl) / 3 if infl else 1e-6
-    for ln in lines:
+    for i, ln in enumerate(lines):
         sel = sorted((r for r in rows if line_of(r) == ln), key=lambda r: r["position"])
         name = " ".join(x for x in ln if x)
         head = ln[1] == "head only"
-        style = dict(color="#888" if head else colour[ln[0]], dash="dot" if head else
-                     ("solid" if ln[1] == "global on" else "dash"), width=2.5)
-        xs = [r["position"] for r in sel]
+        style = dict(color=colour[ln[0]], dash="dot" if head else ("solid" if ln[1] == "global on" else "dash"),
+                     width=2 if head else 2.5)
+        shift = (i - (len(lines) - 1) / 2) * 0.012          # lines side by side, so their error bars do not hide
+        xs = [r["position"] + shift for r in sel]
         fig.add_scatter(x=xs, y=[r["accuracy"] for r in sel], mode="lines+markers", name=name, line=style,
                         legendgroup=name, row=1, col=1,
                         error_y=dict(type="data", symmetric=False, array=[r["high"] - r["accuracy"] for r in sel],
