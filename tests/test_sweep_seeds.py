@@ -81,3 +81,12 @@ def test_position_variant_and_schedules(setup):
     for bad in (dict(positions=(1.5,)), dict(seeds=()), dict(seeds=(0, 0)), dict(windows=((3, 4),))):
         with pytest.raises((ValueError, TypeError)):
             _config(data, **bad)
+
+
+def test_cli_parses_seeds_positions_and_schedules():
+    from attnviz.cli import build_parser
+
+    args = build_parser().parse_args(["sweep", "--seeds", "0,1,2", "--variant", "position", "--positions", "0,0.5,1",
+                                      "--window", "16-32-48-80-96-112,64,full", "--threads", "1", "--out", "x"])
+    assert args.seeds == (0, 1, 2) and args.positions == (0.0, 0.5, 1.0) and args.threads == 1
+    assert args.window == ((16, 32, 48, 80, 96, 112), 64, None)
