@@ -161,7 +161,8 @@ def test_every_figure_fits_the_notebook_and_no_text_collides():
         page.add_script_tag(path=str(js))
         for name, fig in figs.items():
             width = fig.layout.width
-            assert width is not None and width <= 900, f"{name}: width {width} does not fit a 900 px notebook"
+            assert width is not None and width <= NOTEBOOK_WIDTH, \
+                f"{name}: width {width} does not fit the 790 px output area of a 900 px notebook"
             m = page.evaluate(_MEASURE, [json.loads(fig.to_json()), MIN_TEXT_PX])
             assert m["texts"], f"{name}: nothing drawn"
             problems += _problems(name, m)

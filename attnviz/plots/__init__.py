@@ -24,9 +24,9 @@ from .attention import attention_figure
 from .training import runs_figure, training_figure
 from .grid import grid, mask_grid, spread_grid
 from .results import accuracy_figure, reach_lines_figure, wilson_interval
-from ._style import TEMPLATE, FigureParts, step_slider   # the explorers' live figure parts
+from ._style import NOTEBOOK_WIDTH, TEMPLATE, FigureParts, step_slider   # the explorers' live figure parts
 
 __all__ = ["mask_figure", "spread_figure", "save_html", "BertvizView", "head_view", "model_view",
            "influence_figure", "influence_distance_figure", "attribution_figure", "attention_figure",
            "training_figure", "runs_figure", "cost_figure", "grid", "mask_grid", "spread_grid", "accuracy_figure",
-           "reach_lines_figure", "wilson_interval", "TEMPLATE", "FigureParts", "step_slider"]
+           "reach_lines_figure", "wilson_interval", "TEMPLATE", "NOTEBOOK_WIDTH", "FigureParts", "step_slider"]

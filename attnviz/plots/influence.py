@@ -22,7 +22,7 @@ from ..influence import InfluenceMap, block_means, distance_profile
 from ..patterns import describe
 from ..pooling import block_edges
 from ..spread import first_layer_of
-from ._style import (FONT, TEMPLATE, wrap_subtitle, SEGMENT_COLORS, SEGMENT_LABELS, axis_refs, positions_text, segment_legend, segment_strip,
+from ._style import (FONT, NOTEBOOK_WIDTH, TEMPLATE, wrap_subtitle, SEGMENT_COLORS, SEGMENT_LABELS, axis_refs, positions_text, segment_legend, segment_strip,
                      thin_segment_marks)
 from .spread import layer_colors
 
@@ -54,7 +54,7 @@ def _select(result: InfluenceMap, example: int | None):
 
 def influence_figure(result: InfluenceMap, *, example: int | None = None, log: bool = False,
                      max_cells: int = 20_000, block: int | None = None, title: str | None = None,
-                     width: int = 860, height: int | None = None) -> go.Figure:
+                     width: int = NOTEBOOK_WIDTH, height: int | None = None) -> go.Figure:
     """Layers × positions heatmap of the measured influence.
 
     Args:
@@ -167,7 +167,7 @@ def influence_figure(result: InfluenceMap, *, example: int | None = None, log: b
 
 
 def influence_distance_figure(result: InfluenceMap, *, log: bool = True, max_distance: int | None = None,
-                              title: str | None = None, width: int = 860, height: int = 480) -> go.Figure:
+                              title: str | None = None, width: int = NOTEBOOK_WIDTH, height: int = 480) -> go.Figure:
     """Mean influence against distance (tokens) from the nearest prompt token, one line per layer.
 
     Args:
@@ -221,7 +221,7 @@ def influence_distance_figure(result: InfluenceMap, *, log: bool = True, max_dis
     return fig
 
 
-def attribution_figure(result: InfluenceMap, *, title: str | None = None, width: int = 860,
+def attribution_figure(result: InfluenceMap, *, title: str | None = None, width: int = NOTEBOOK_WIDTH,
                        height: int = 440) -> go.Figure:
     """Per-prompt-token attribution to the output (mean over examples), one bar per prompt token.
 

@@ -217,7 +217,7 @@ def _parts_for(pattern, layout, layer, group, shown, labels, block, edges, title
 
 def mask_figure(pattern: AttentionPattern, layout: SequenceLayout | int, layer: int = 0, *,
                 num_layers: int | None = None, max_cells: int = 40_000, block: int | None = None,
-                title: str | None = None, size: int = 640, layers: Sequence[int] | None = None) -> go.Figure:
+                title: str | None = None, size: int = 580, layers: Sequence[int] | None = None) -> go.Figure:
     """Heatmap of one layer's mask (query rows × key columns) with segment strips along both axes.
 
     Args:

@@ -19,7 +19,7 @@ from ..patterns import AttentionPattern, describe
 from ..placement import SequenceLayout
 from ..pooling import block_edges, pool_spread
 from ..spread import Spread
-from ._style import (FONT, TEMPLATE, SEGMENT_COLORS, SEGMENT_LABELS, FigureParts, discrete_colorscale, positions_text,
+from ._style import (FONT, NOTEBOOK_WIDTH, TEMPLATE, SEGMENT_COLORS, SEGMENT_LABELS, FigureParts, discrete_colorscale, positions_text,
                      segment_legend, segment_strip, thin_segment_marks)
 
 NEVER_COLOR = "#9e9e9e"
@@ -133,7 +133,7 @@ def spread_parts(result: Spread, layout: SequenceLayout, *, pattern: AttentionPa
 
 def spread_figure(result: Spread, layout: SequenceLayout, *, pattern: AttentionPattern | None = None,
                   max_cells: int = 20_000, block: int | None = None, title: str | None = None,
-                  width: int = 860, height: int | None = None) -> go.Figure:
+                  width: int = NOTEBOOK_WIDTH, height: int | None = None) -> go.Figure:
     """Layers × positions heatmap of :class:`attnviz.Spread`, coloured by first layer reached.
 
     Args:

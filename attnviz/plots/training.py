@@ -14,7 +14,7 @@ from typing import Iterable, Mapping
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ._style import FONT, TEMPLATE, FigureParts
+from ._style import FONT, NOTEBOOK_WIDTH, TEMPLATE, FigureParts
 
 #: Trace order of the figure (the live monitor updates them in place).
 TRACES = ("train loss", "held-out loss", "train accuracy", "held-out accuracy")
@@ -72,7 +72,7 @@ def training_parts(history: Iterable[Mapping], *, steps: int | None = None, titl
 
 
 def training_figure(history: Iterable[Mapping], *, steps: int | None = None, title: str | None = None,
-                    width: int = 860, height: int = 400) -> go.Figure:
+                    width: int = NOTEBOOK_WIDTH, height: int = 400) -> go.Figure:
     """Loss (left) and accuracy (right) against the step, training batches and held-out data.
 
     Args:
@@ -120,7 +120,7 @@ def running_mean(values: list[float], window: int) -> list[float]:
 
 
 def runs_figure(runs: Mapping[str, Iterable[Mapping]], *, smooth: int = 25, chance: float | None = None,
-                title: str | None = None, width: int = 860, height: int = 400) -> go.Figure:
+                title: str | None = None, width: int = NOTEBOOK_WIDTH, height: int = 400) -> go.Figure:
     """Several training runs side by side: training-batch loss (left) and accuracy (right), each a
     running mean over ``smooth`` steps (one batch of 8 is too noisy to compare runs), plus each
     run's held-out accuracy as large markers where it was evaluated.

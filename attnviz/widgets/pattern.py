@@ -23,7 +23,7 @@ import plotly.graph_objects as go
 from ..patterns import AttentionPattern, describe
 from ..placement import PLACEMENTS, PromptPlacement, SequenceLayout
 from ..plots import mask_figure, save_html, spread_figure
-from ..plots import FigureParts, step_slider
+from ..plots import NOTEBOOK_WIDTH, FigureParts, step_slider
 from ..plots.masks import mask_parts
 from ..plots.spread import spread_parts
 from ..spread import Spread, one_thread as _one_thread, spread_pattern
@@ -199,7 +199,7 @@ class PatternExplorer(Explorer):
     UI. ``set(window=128)`` changes controls from Python; ``export_html(path)`` writes an offline page.
     """
 
-    def __init__(self, *, mask_size: int = 560, spread_width: int = 940, **initial):
+    def __init__(self, *, mask_size: int = 560, spread_width: int = NOTEBOOK_WIDTH, **initial):
         super().__init__()
         unknown = sorted(set(initial) - {f.name for f in dataclasses.fields(PatternSettings)})
         if unknown:
