@@ -38,6 +38,11 @@ The mask zoo of modern decoders, each one more part (positions are absolute, as 
   and no pair crosses a document boundary, whatever the other parts say.
 
 One layer allows ``same_document & (((window & chunk) | global | sink | random) & causal | prefix)``.
+
+More families are *mask parts* (:mod:`attnviz.masks`, one module each, e.g. the Sparse
+Transformer's :class:`~attnviz.masks.Strided`): ``parts=(Strided(8),)`` adds the part's pairs to the
+allowed union (role ``allow``) or requires them of every pair (role ``restrict``), with a reason code
+of its own appended to :data:`REASONS`.
 """
 
 from __future__ import annotations
@@ -50,10 +55,11 @@ import numpy as np
 import torch
 
 from .checks import is_int
+from .masks import ALLOW, MASK_PARTS, RESTRICT, MaskPart
 from .placement import SequenceLayout, plain_layout
 
-#: Reason codes returned by :func:`mask_reasons`, index = code.
-REASONS = (
+#: The built-in reason codes, index = code.
+CORE_REASONS = (
     "blocked: outside the window",
     "allowed: window",
     "allowed: global",
@@ -65,8 +71,13 @@ REASONS = (
     "blocked: other document",
 )
 BLOCKED, WINDOW, GLOBAL, RANDOM, FUTURE, PREFIX, SINK, OUTSIDE_CHUNK, OTHER_DOCUMENT = range(9)
+#: Reason code of each mask part of :data:`attnviz.masks.MASK_PARTS` (by name), after the built-in ones.
+PART_CODES = {name: len(CORE_REASONS) + i for i, name in enumerate(MASK_PARTS)}
+#: Reason codes returned by :func:`mask_reasons`, index = code: the built-in ones, then one per mask part.
+REASONS = CORE_REASONS + tuple(cls.reason for cls in MASK_PARTS.values())
 #: The codes of allowed pairs.
-ALLOWED_CODES = (WINDOW, GLOBAL, RANDOM, PREFIX, SINK)
+ALLOWED_CODES = (WINDOW, GLOBAL, RANDOM, PREFIX, SINK) + tuple(
+    PART_CODES[name] for name, cls in MASK_PARTS.items() if cls.role == ALLOW)
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,8 @@ class AttentionPattern:
         chunk: int >= 1, per-layer tuple of ``int | None``, or None: the window stays inside
             chunks of this length (Llama 4's ``attention_chunk_size``).
         documents: lengths of the packed documents, summing to ``L``; () = one document.
+        parts: more mask families, instances of the classes in :data:`attnviz.masks.MASK_PARTS`
+            (e.g. ``(Strided(8),)``).
     """
 
     window: int | tuple[int | None, ...] | None = None
@@ -102,6 +115,7 @@ class AttentionPattern:
     sinks: int = 0
     chunk: int | tuple[int | None, ...] | None = None
     documents: tuple[int, ...] = ()
+    parts: tuple[MaskPart, ...] = ()
 
     def __post_init__(self):
         # Normalise sequences to tuples so patterns are hashable and compare by value.
@@ -177,7 +191,16 @@ class AttentionPattern:
         if bad:
             raise ValueError(f"documents are lengths (ints >= 1) summing to the sequence length, got {bad} "
                              f"in documents={self.documents!r}")
-        self.per_layer  # window, dilation and chunk tuples must agree on the number of layers
+        if isinstance(self.parts, list):
+            object.__setattr__(self, "parts", tuple(self.parts))
+        if not isinstance(self.parts, tuple):
+            raise TypeError(f"parts must be a tuple of mask parts, e.g. parts=(Strided(8),), got {self.parts!r}")
+        known = tuple(MASK_PARTS.values())
+        for part in self.parts:
+            if not isinstance(part, known):
+                raise TypeError(f"parts holds {part!r}, not a mask part; use instances of "
+                                f"{', '.join(c.__module__ + '.' + c.__name__ for c in known)} (attnviz.masks.MASK_PARTS)")
+        self.per_layer  # window, dilation, chunk and per-layer parts must agree on the number of layers
 
     # ---- per-layer views -------------------------------------------------------------------
     @property
@@ -185,10 +208,11 @@ class AttentionPattern:
         """Number of layers the pattern is written for (tuple lengths), or None if uniform."""
         tuples = {name: v for name, v in (("window", self.window), ("dilation", self.dilation), ("chunk", self.chunk))
                   if isinstance(v, tuple)}
-        lengths = {len(v) for v in tuples.values()}
+        lengths = {len(v) for v in tuples.values()} | {p.num_layers for p in self.parts if p.num_layers is not None}
         if len(lengths) > 1:
-            names = " and ".join(tuples)
-            shown = ", ".join(f"{name}={v!r}" for name, v in tuples.items())
+            per_layer_parts = [repr(p) for p in self.parts if p.num_layers is not None]
+            names = " and ".join([*tuples, *(f"parts {p}" for p in per_layer_parts)])
+            shown = ", ".join([*(f"{name}={v!r}" for name, v in tuples.items()), *per_layer_parts])
             raise ValueError(f"{names} tuples have different lengths {sorted(lengths)} ({shown}); give one "
                              f"entry per layer in each, or a single value for one that is the same in every layer")
         return lengths.pop() if lengths else None
@@ -202,7 +226,7 @@ class AttentionPattern:
             raise ValueError(
                 f"the pattern has per-layer settings for {n} layers but the model has {num_layers}; "
                 f"give exactly {num_layers} entries (window={self.window!r}, dilation={self.dilation!r}, "
-                f"chunk={self.chunk!r})"
+                f"chunk={self.chunk!r}" + "".join(f", {p!r}" for p in self.parts if p.num_layers is not None) + ")"
             )
 
     def _check_layer(self, layer: int) -> None:
@@ -475,6 +499,34 @@ def document_part(document: torch.Tensor, device=None) -> MaskFn:
 
 
 @dataclass(frozen=True)
+class RulePart:
+    """A mask part (:mod:`attnviz.masks`) placed in one layer of one sequence length.
+
+    Attributes:
+        part: the :class:`attnviz.masks.MaskPart`.
+        code: its reason code (index into :data:`REASONS`).
+        length: ``L``.
+        layer: the layer.
+    """
+
+    part: MaskPart
+    code: int
+    length: int
+    layer: int
+
+    @property
+    def role(self) -> str:
+        return self.part.role
+
+    @property
+    def name(self) -> str:
+        return self.part.name
+
+    def mask_fn(self, device=None) -> MaskFn:
+        return self.part.mask_fn(self.length, self.layer, device)
+
+
+@dataclass(frozen=True)
 class LayerRule:
     """Who may attend whom in one layer, as the named parts of :func:`layer_rule`.
 
@@ -494,6 +546,7 @@ class LayerRule:
         sinks: the first ``sinks`` keys every query keeps.
         prefix: ``P``: positions ``< P`` attend each other both ways (0: no prefix).
         document: long ``(L,)`` document of every position, or None (one document).
+        extra: the pattern's mask parts present in this layer (:class:`RulePart`), in pattern order.
 
     With the zoo's parts: ``same_document & (((window & chunk) | global | sink | random) & causal | prefix)``.
     """
@@ -509,6 +562,7 @@ class LayerRule:
     sinks: int = 0
     prefix: int = 0
     document: torch.Tensor | None = None
+    extra: tuple[RulePart, ...] = ()
 
     @property
     def span(self) -> tuple[int, int]:
@@ -537,10 +591,11 @@ class LayerRule:
 
     def parts(self, device=None) -> dict[str, MaskFn]:
         """The parts that allow pairs under :meth:`constraint`, by name (``"window"``, then
-        ``"global"``, ``"sink"`` and ``"random"`` where the layer has them), each a :data:`MaskFn`
-        with its tensors on ``device``. ``"window"`` is the band kept inside its chunk
-        (:meth:`band` ``& chunk``). The prefix (:meth:`exception`) and the documents
-        (:meth:`boundary`) stand outside these."""
+        ``"global"``, ``"sink"`` and ``"random"`` where the layer has them, then the mask parts of
+        role ``allow`` under their names, numbered from the second of a kind: ``"strided"``,
+        ``"strided-1"``), each a :data:`MaskFn` with its tensors on ``device``. ``"window"`` is the
+        band kept inside its chunk (:meth:`band` ``& chunk``). The prefix (:meth:`exception`) and
+        the documents and ``restrict`` parts (:meth:`boundary`) stand outside these."""
         band = self.band(device)
         out = {"window": band if self.chunk is None else and_masks(band, chunk_part(self.chunk, device))}
         g = global_part(self.is_global, device)
@@ -551,6 +606,17 @@ class LayerRule:
         r = random_part(self.random, self.block_size, device) if self.random is not None else None
         if r is not None:
             out["random"] = r
+        for name, extra in self.named_extra(ALLOW):
+            out[name] = extra.mask_fn(device)
+        return out
+
+    def named_extra(self, role: str) -> list[tuple[str, RulePart]]:
+        """The mask parts of ``role`` in this layer, as ``(unique name, RulePart)``."""
+        out, seen = [], {}
+        for extra in self.extra:
+            if extra.role == role:
+                n = seen[extra.name] = seen.get(extra.name, -1) + 1
+                out.append((extra.name if n == 0 else f"{extra.name}-{n}", extra))
         return out
 
     def constraint(self) -> MaskFn | None:
@@ -562,8 +628,11 @@ class LayerRule:
         return prefix_part(self.prefix, device) if self.prefix else None
 
     def boundary(self, device=None) -> MaskFn | None:
-        """The part every allowed pair must pass, the prefix's too: same document, or None."""
-        return document_part(self.document, device) if self.document is not None else None
+        """The part every allowed pair must pass, the prefix's too: same document and every
+        ``restrict`` mask part, or None."""
+        tests = [document_part(self.document, device)] if self.document is not None else []
+        tests += [extra.mask_fn(device) for _, extra in self.named_extra(RESTRICT)]
+        return and_masks(*tests) if tests else None
 
     def mask_fn(self, device=None) -> MaskFn:
         """The smallest composition of the parts this layer needs:
@@ -604,7 +673,19 @@ def layer_rule(pattern: AttentionPattern, layout: SequenceLayout | int, layer: i
                      random=pattern.random_block_table(layer, layout.length),
                      block_size=pattern.block_size if pattern.random_blocks else None,
                      chunk=pattern.chunk_at(layer), sinks=pattern.sinks,
-                     prefix=pattern.prefix_length(layout), document=pattern.document_ids(layout))
+                     prefix=pattern.prefix_length(layout), document=pattern.document_ids(layout),
+                     extra=placed_parts(pattern, layout.length, layer))
+
+
+def placed_parts(pattern: AttentionPattern, length: int, layer: int) -> tuple[RulePart, ...]:
+    """The pattern's mask parts present in ``layer`` (their ``mask_fn`` is not None), checked
+    against ``length``."""
+    out = []
+    for part in pattern.parts:
+        part.check_length(length)
+        if part.mask_fn(length, layer) is not None:
+            out.append(RulePart(part, PART_CODES[part.name], length, layer))
+    return tuple(out)
 
 
 def allowed(pattern: AttentionPattern, layout: SequenceLayout | int, layer: int,
@@ -636,9 +717,10 @@ def build_masks(pattern: AttentionPattern, layout: SequenceLayout | int, num_lay
 def mask_reasons(pattern: AttentionPattern, layout: SequenceLayout | int, layer: int) -> torch.Tensor:
     """uint8 ``(L, L)``: why each pair is allowed or blocked, codes index :data:`REASONS`.
 
-    Allowed: window first, then global, sink, random block, and prefix for pairs only the prefix
-    allows. Blocked: other document before anything else; then future token (causal); then outside
-    the chunk (a different chunk); else outside the window."""
+    Allowed: window first, then global, sink, random block, the ``allow`` mask parts (in pattern
+    order), and prefix for pairs only the prefix allows. Blocked: other document before anything
+    else, then a ``restrict`` mask part; then future token (causal); then outside the chunk (a
+    different chunk); else outside the window."""
     rule = layer_rule(pattern, layout, layer)
     L = rule.length
     return reason_grid(rule, torch.arange(L)[:, None], torch.arange(L)[None, :])
@@ -652,6 +734,8 @@ def reason_grid(rule: LayerRule, q: torch.Tensor, k: torch.Tensor) -> torch.Tens
     if rule.chunk is not None:
         out[~rule.evaluate(chunk_part(rule.chunk), q, k)] = OUTSIDE_CHUNK
     parts = rule.parts()
+    for name, extra in reversed(rule.named_extra(ALLOW)):
+        out[rule.evaluate(parts[name], q, k)] = extra.code
     for name, code in (("random", RANDOM), ("sink", SINK), ("global", GLOBAL), ("window", WINDOW)):
         if name in parts:
             out[rule.evaluate(parts[name], q, k)] = code
@@ -660,6 +744,8 @@ def reason_grid(rule: LayerRule, q: torch.Tensor, k: torch.Tensor) -> torch.Tens
     if rule.prefix:
         blocked = (out == BLOCKED) | (out == FUTURE) | (out == OUTSIDE_CHUNK)
         out[blocked & rule.evaluate(rule.exception(), q, k)] = PREFIX
+    for _, extra in reversed(rule.named_extra(RESTRICT)):
+        out[~rule.evaluate(extra.mask_fn(), q, k)] = extra.code
     if rule.document is not None:
         out[~rule.evaluate(rule.boundary(), q, k)] = OTHER_DOCUMENT
     return out
@@ -705,4 +791,5 @@ def describe(pattern: AttentionPattern) -> str:
                                  if isinstance(pattern.chunk, tuple) else str(pattern.chunk)))
     if pattern.documents:
         parts.append(f"{len(pattern.documents)} packed documents")
+    parts.extend(part.describe() for part in pattern.parts)
     return ", ".join(parts)

@@ -11,7 +11,9 @@ structure: window pairs per (query, key block) in closed form (the band is an in
 every ``dilation``-th one), pairs through a global token and random-block pairs by enumerating
 only those rows, columns and blocks, future pairs (causal) from the block geometry, and the rest as
 blocked. That is ``O(L * (key blocks in the band + globals) + random pairs)`` work, and equals
-pooling :func:`attnviz.mask_reasons` exactly (tests hold the two together).
+pooling :func:`attnviz.mask_reasons` exactly (tests hold the two together). A layer with mask parts
+(:mod:`attnviz.masks`) is counted from :func:`attnviz.patterns.reason_grid` on blocks of query rows
+instead: exact, ``O(L²)`` time, ``O(L · rows)`` memory.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from .patterns import (ALLOWED_CODES, BLOCKED, FUTURE, GLOBAL, OTHER_DOCUMENT, OUTSIDE_CHUNK, PREFIX, RANDOM,
-                       REASONS, SINK, WINDOW, AttentionPattern, as_layout, layer_rule)
+                       REASONS, SINK, WINDOW, AttentionPattern, as_layout, layer_rule, reason_grid)
 from .placement import SequenceLayout
 from .spread import Spread, one_thread
 
@@ -168,6 +170,8 @@ def _pooled_reasons(pattern, layout, layer, edges, block, chunk) -> PooledMask:
     nb = len(e) - 1
     sizes = e[1:] - e[:-1]
     rule = layer_rule(pattern, layout, layer)
+    if rule.extra:
+        return PooledMask(edges=tuple(e.tolist()), counts=_grid_counts(rule, e, bq, nb, chunk))
     if rule.prefix or rule.sink_count or rule.chunk is not None or rule.document is not None:
         return PooledMask(edges=tuple(e.tolist()), counts=_zoo_counts(rule, e, bq, nb, chunk))
     window, dilation, is_global, rand = rule.window, rule.dilation, rule.is_global, rule.random
@@ -261,6 +265,21 @@ def _pooled_reasons(pattern, layout, layer, edges, block, chunk) -> PooledMask:
     # 4. everything else is blocked (outside the window, no global token, no random block).
     counts[BLOCKED] = total - counts[WINDOW] - counts[GLOBAL] - counts[RANDOM] - counts[FUTURE]
     return PooledMask(edges=tuple(e.tolist()), counts=counts)
+
+
+def _grid_counts(rule, e: torch.Tensor, bq: torch.Tensor, nb: int, chunk: int | None) -> torch.Tensor:
+    """Reason counts ``(len(REASONS), nb, nb)`` from :func:`attnviz.patterns.reason_grid` on blocks
+    of query rows (layers with mask parts, which bring no closed form for the counts)."""
+    L = rule.length
+    k = torch.arange(L)
+    counts = torch.zeros(len(REASONS) * nb * nb, dtype=torch.int64)
+    rows_per_pass = chunk or max(1, _CELLS // L)
+    for start in range(0, L, rows_per_pass):
+        q = torch.arange(start, min(start + rows_per_pass, L))
+        codes = reason_grid(rule, q[:, None], k[None, :]).long()
+        counts += torch.bincount(((codes * nb + bq[q, None]) * nb + bq[None, :]).reshape(-1),
+                                 minlength=len(REASONS) * nb * nb)
+    return counts.view(len(REASONS), nb, nb)
 
 
 def _zoo_counts(rule, e: torch.Tensor, bq: torch.Tensor, nb: int, chunk: int | None) -> torch.Tensor:

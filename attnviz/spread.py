@@ -19,6 +19,8 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from .masks import ALLOW
+
 
 @dataclass(frozen=True)
 class Spread:
@@ -179,7 +181,10 @@ def one_thread():
 def spread_pattern(pattern, layout, num_layers: int, sources=None) -> Spread:
     """:func:`spread` computed from the pattern's structure — bands (kept in their chunk), globals,
     sinks, random blocks, the prefix square and document boundaries — in
-    O(layers · (L + blocks²)) time and O(L) memory, never building ``(L, L)`` masks.
+    O(layers · (L + blocks²)) time and O(L) memory, never building ``(L, L)`` masks. Mask parts
+    (:mod:`attnviz.masks`) add their own closed form (``MaskPart.reach``) where they have one;
+    otherwise that layer is evaluated from its mask function on (unreached query, reached key)
+    pairs, in blocks of rows.
 
     Equal to ``spread(build_masks(pattern, layout, num_layers), sources)`` exactly (tested), so it
     serves long inputs (L = 16k and more) and interactive views.
@@ -198,6 +203,42 @@ def spread_pattern(pattern, layout, num_layers: int, sources=None) -> Spread:
         return _spread_pattern(pattern, layout, num_layers, sources)
 
 
+def _part_reach(rule, current: np.ndarray) -> np.ndarray | None:
+    """bool ``(L,)``: queries reached through the layer's mask parts by their closed forms, or None
+    when one of them has none (or a ``restrict`` part / document boundary cuts their pairs)."""
+    if rule.document is not None or any(extra.role != ALLOW for extra in rule.extra):
+        return None
+    out = np.zeros_like(current)
+    for extra in rule.extra:
+        hit = extra.part.reach(current, extra.layer, rule.causal)
+        if hit is None:
+            return None
+        out |= hit
+    return out
+
+
+#: (query, key) cells evaluated per block of rows by :func:`rule_hits`.
+_CELLS = 1 << 22
+
+
+def rule_hits(rule, current: np.ndarray) -> np.ndarray:
+    """bool ``(L,)``: ``current`` or a query that may attend a key of ``current`` under ``rule``
+    (:class:`attnviz.patterns.LayerRule`), from its mask function on (unreached query, reached key)
+    pairs, ``O(unreached · reached)`` evaluations in blocks of rows."""
+    keys = torch.from_numpy(np.flatnonzero(current))
+    queries = torch.from_numpy(np.flatnonzero(~current))
+    out = current.copy()
+    if not len(keys) or not len(queries):
+        return out
+    fn = rule.mask_fn()
+    rows = max(1, _CELLS // len(keys))
+    for start in range(0, len(queries), rows):
+        q = queries[start:start + rows]
+        hit = rule.evaluate(fn, q[:, None], keys[None, :]).any(1)
+        out[q[hit].numpy()] = True
+    return out
+
+
 def _spread_pattern(pattern, layout, num_layers: int, sources) -> Spread:
     from .patterns import layer_rule
 
@@ -208,6 +249,13 @@ def _spread_pattern(pattern, layout, num_layers: int, sources) -> Spread:
     rows = [current]
     for layer in range(num_layers):
         rule = layer_rule(pattern, layout, layer)
+        through_parts = _part_reach(rule, current) if rule.extra else None
+        if rule.extra and through_parts is None:
+            new = rule_hits(rule, current)
+            first[new & ~current] = layer + 1
+            current = new
+            rows.append(current)
+            continue
         is_global = rule.is_global.numpy()
         if rule.document is None:
             doc_start, doc_stop = np.zeros(L, dtype=np.int64), np.full(L, L, dtype=np.int64)
@@ -251,6 +299,8 @@ def _spread_pattern(pattern, layout, num_layers: int, sources) -> Spread:
                 b = min(int(doc_stop[a]), rule.prefix)
                 if current[a:b].any():
                     new[a:b] = True
+        if through_parts is not None:
+            new |= through_parts
         first[new & ~current] = layer + 1                               # = first_layer_of(reached)
         current = new
         rows.append(current)

@@ -389,6 +389,11 @@ def test_every_control_of_every_explorer_draws_what_python_holds(lab):
             s(P, "documents that do not sum to L", tour.type(P, "documents", "10,10"), error="sum to 20")
             s(P, "zoo cleared", lambda: [tour.type(P, "documents", "")(), tour.type(P, "chunk", "")()],
               {"documents": "", "chunk": ""})
+            # a mask part of attnviz.masks (#16): the Sparse Transformer's strided keys, then a bad name
+            s(P, "mask part strided:64", tour.type(P, "parts", "strided:64"), {"parts": "strided:64"})
+            page.locator(".tour-pattern").screenshot(path=str(ARTIFACTS / "tour_pattern_strided.png"))
+            s(P, "unknown mask part", tour.type(P, "parts", "dilated:3"), error="unknown mask part 'dilated'")
+            s(P, "mask part cleared", tour.type(P, "parts", ""), {"parts": ""})
             s(P, "sinks 0, prefix-LM off", lambda: [tour.type(P, "sinks", 0)(), tour.type(P, "prefix-lm", "")()],
               {"sinks": 0, "prefix_lm": ""})
             s(P, "causal off (zoo)", tour.click(P, "causal"), {"causal": False})

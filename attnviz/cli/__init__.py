@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 from ..choices import PLACEMENTS
-from .args import COMMAND_HELP, Parser, chunk_arg, dilation_arg, int_at_least, lengths_arg, positions_arg, prefix_arg, window_arg
+from .args import (COMMAND_HELP, Parser, chunk_arg, dilation_arg, int_at_least, lengths_arg, part_arg, positions_arg,
+                   prefix_arg, window_arg)
 
 _Parser = Parser  # the older name
 
@@ -60,6 +61,9 @@ def _add_spread(sub) -> None:
     z.add_argument("--documents", type=lengths_arg, default=(), metavar="N,N",
                    help="packed documents: their lengths, summing to the sequence length ([CLS] + prompt + text + "
                         "[SEP]); no attention crosses a document boundary")
+    z.add_argument("--part", type=part_arg, action="append", default=[], metavar="NAME:SETTINGS", dest="parts",
+                   help="a mask part of attnviz.masks, repeatable: strided:S = the Sparse Transformer's strided keys "
+                        "((q - k) %% S == 0), one per layer with 'none', e.g. strided:8,8,none")
     s = p.add_argument_group("sequence")
     s.add_argument("--length", type=int_at_least(0), default=1024, metavar="T",
                    help="text length in tokens, without special tokens and prompt: the layout adds [CLS], [SEP] "
@@ -84,11 +88,13 @@ def _run_spread(args) -> int:
 
     window = args.window
     per_layer = next((len(v) for v in (window, args.chunk) if isinstance(v, tuple)), None)
+    per_layer = per_layer or next((p.num_layers for p in args.parts if p.num_layers is not None), None)
     layers = args.layers if args.layers is not None else (per_layer or 6)
     pattern = AttentionPattern(window=window, causal=args.causal, global_positions=args.global_positions,
                                global_prompt=args.global_prompt, dilation=args.dilation,
                                random_blocks=args.random_blocks, block_size=args.block_size, seed=args.seed,
-                               prefix_lm=args.prefix_lm, sinks=args.sinks, chunk=args.chunk, documents=args.documents)
+                               prefix_lm=args.prefix_lm, sinks=args.sinks, chunk=args.chunk, documents=args.documents,
+                               parts=tuple(args.parts))
     pattern.check_layers(layers)
     placement = PromptPlacement(args.placement, n_tokens=args.n_tokens, at=args.at, every=args.every)
     layout = placement.layout(text_len=args.length)

@@ -93,6 +93,16 @@ def chunk_arg(text: str) -> int | None | tuple[int | None, ...]:
     return values[0] if len(values) == 1 else tuple(values)
 
 
+def part_arg(text: str):
+    """``"strided:8"`` -> ``attnviz.masks.Strided(8)`` (any part of ``attnviz.masks.MASK_PARTS``)."""
+    from ..masks import part_from_text   # torch: imported only when the flag is given
+
+    try:
+        return part_from_text(text)
+    except (ValueError, TypeError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def prefix_arg(text: str) -> int | str:
     """``"prompt"`` -> ``"prompt"`` (the prefix ends with the last prompt token), ``"21"`` -> 21."""
     t = text.strip().lower()

@@ -86,10 +86,14 @@ def keys_per_query(pattern: AttentionPattern, layout: SequenceLayout | int, laye
     ``|W| + |G| - |G∩W| + |R| - |R∩W| - |R∩G| + |R∩W∩G|``. Window terms are arithmetic progressions
     ``q + t·d``, counted with per-residue prefix sums of the column mask. A query in the prefix
     (``q < P``) sees the prefix of its document, plus the terms above over the keys ``>= P``.
+    A layer with mask parts (:mod:`attnviz.masks`) is counted from its mask function, row block by
+    row block (O(L²) time).
     """
     layout = as_layout(layout)
     L = layout.length
     rule = layer_rule(pattern, layout, layer)
+    if rule.extra:
+        return _counted_rows(rule)
     window, d = rule.window, rule.dilation
     q = torch.arange(L)
     if rule.document is None:
@@ -142,6 +146,19 @@ def keys_per_query(pattern: AttentionPattern, layout: SequenceLayout | int, laye
     return torch.where(rule.is_global, visible, rows) + in_prefix
 
 
+def _counted_rows(rule) -> torch.Tensor:
+    """int64 ``(L,)`` keys per query from the rule's mask function on blocks of rows: a layer with
+    mask parts (:mod:`attnviz.masks`), which bring no closed form for pair counts. O(L²) time."""
+    L = rule.length
+    fn, k = rule.mask_fn(), torch.arange(L)
+    out = torch.empty(L, dtype=torch.int64)
+    rows = max(1, (1 << 22) // L)
+    for start in range(0, L, rows):
+        q = torch.arange(start, min(start + rows, L))
+        out[q] = rule.evaluate(fn, q[:, None], k[None, :]).sum(1)
+    return out
+
+
 def allowed_pairs(pattern: AttentionPattern, layout: SequenceLayout | int, layer: int) -> int:
     """Query-key pairs ``layer`` allows (per batch item and head): ``build_masks(...)[layer].sum()``
     without the ``(L, L)`` mask. E.g. ``L=10``, bidirectional ``window=4``: 44."""
@@ -151,13 +168,14 @@ def allowed_pairs(pattern: AttentionPattern, layout: SequenceLayout | int, layer
 def _tiles(pattern: AttentionPattern, layout: SequenceLayout, layer: int, block: int):
     """bool ``(nt, nt)`` of ``block × block`` tiles holding any allowed pair, and tile sizes ``(nt,)``.
     O(nt² + blocks²) from the structure; the same tiles as FlexAttention's ``BlockMask``. Patterns
-    with a prefix, sinks, chunks or documents take the tiles from the pooled pair counts
+    with a prefix, sinks, chunks, documents or mask parts take the tiles from the pooled pair counts
     (:func:`attnviz.blockmask.block_tables`)."""
     L = layout.length
     nt = -(-L // block)
     start = torch.arange(nt) * block
     stop = torch.clamp(start + block, max=L) - 1
-    if pattern.prefix_lm is not None or pattern.sinks or pattern.chunk is not None or pattern.documents:
+    if (pattern.prefix_lm is not None or pattern.sinks or pattern.chunk is not None or pattern.documents
+            or pattern.parts):
         return block_tables(pattern, layout, layer, block).nonempty, stop + 1 - start
     qa, qb, ka, kb = start[:, None], stop[:, None], start[None, :], stop[None, :]
     window, d = pattern.window_at(layer), pattern.dilation_at(layer)

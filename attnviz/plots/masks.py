@@ -19,8 +19,9 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from ..patterns import (BLOCKED, FUTURE, GLOBAL, OTHER_DOCUMENT, OUTSIDE_CHUNK, PREFIX, RANDOM, REASONS, SINK, WINDOW,
-                        AttentionPattern, as_layout, describe)
+from ..masks import MASK_PARTS
+from ..patterns import (ALLOWED_CODES, BLOCKED, FUTURE, GLOBAL, OTHER_DOCUMENT, OUTSIDE_CHUNK, PART_CODES, PREFIX, RANDOM, REASONS,
+                        SINK, WINDOW, AttentionPattern, as_layout, describe)
 from ..placement import SequenceLayout
 from ..pooling import PooledMask, block_edges, pooled_reasons
 from ._style import (FONT, TEMPLATE, FigureParts, discrete_colorscale, segment_legend, segment_strip,
@@ -40,9 +41,15 @@ REASON_COLORS = {
     OUTSIDE_CHUNK: "#8c8c8c",
     OTHER_DOCUMENT: "#525252",
 }
+#: Mask parts (:mod:`attnviz.masks`) take these in reason-code order (Okabe & Ito vermillion and
+#: yellow first, then more of the Tableau palette).
+PART_COLORS = ("#D55E00", "#F0E442", "#9467bd", "#8c564b", "#17becf", "#bcbd22")
+REASON_COLORS.update({code: PART_COLORS[i % len(PART_COLORS)] for i, code in enumerate(PART_CODES.values())})
 REASON_SHORT = {BLOCKED: "blocked (outside window)", WINDOW: "window", GLOBAL: "global",
                 RANDOM: "random block", FUTURE: "future (causal)", PREFIX: "prefix (both ways)",
-                SINK: "attention sink", OUTSIDE_CHUNK: "outside the chunk", OTHER_DOCUMENT: "other document"}
+                SINK: "attention sink", OUTSIDE_CHUNK: "outside the chunk", OTHER_DOCUMENT: "other document",
+                **{PART_CODES[name]: cls.short for name, cls in MASK_PARTS.items()}}
+_PART_ALLOW = tuple(c for c in PART_CODES.values() if c in ALLOWED_CODES)
 POOLED_SCALE = [[0.0, "#f7f7f7"], [0.02, "#deebf7"], [0.5, "#6baed6"], [1.0, "#08306b"]]
 
 
@@ -65,6 +72,8 @@ def _possible_reasons(pattern: AttentionPattern, layout: SequenceLayout, layers:
         out.append(OUTSIDE_CHUNK)
     if pattern.documents:
         out.append(OTHER_DOCUMENT)
+    for code in dict.fromkeys(PART_CODES[part.name] for part in pattern.parts):
+        out.append(code)
     return out
 
 
@@ -72,7 +81,9 @@ def _layer_groups(pattern: AttentionPattern, layers: Sequence[int]) -> list[list
     """Layers with identical masks share one trace (random blocks differ per layer)."""
     groups: dict = {}
     for l in layers:
-        key = (pattern.window_at(l), pattern.dilation_at(l), pattern.chunk_at(l), l if pattern.random_blocks else None)
+        per_layer_parts = any(part.num_layers is not None for part in pattern.parts)
+        key = (pattern.window_at(l), pattern.dilation_at(l), pattern.chunk_at(l),
+               l if pattern.random_blocks or per_layer_parts else None)
         groups.setdefault(key, []).append(l)
     return list(groups.values())
 
@@ -108,7 +119,7 @@ def _pooled_trace(pm: PooledMask, shown: list[int], labels: dict, lean: bool = F
     nb = len(e) - 1
     bar = dict(title=dict(text="allowed<br>share"), tickformat=".0%", len=0.55, y=1.0, yanchor="top", thickness=18)
     if lean:  # 2-D arrays only (live figures): share through globals / random blocks, block centres
-        other = [c for c in shown if c in (GLOBAL, RANDOM)]
+        other = [c for c in shown if c in (GLOBAL, RANDOM, *_PART_ALLOW)]
         extra = sum((pm.counts[c] for c in other), torch.zeros_like(pm.counts[0])).double() / pm.sizes.double()
         via = " / ".join(labels[c] for c in other)
         hover = ("queries ≈%{y:.0f} → keys ≈%{x:.0f}<br>allowed: %{z:.1%} of pairs"
@@ -117,7 +128,7 @@ def _pooled_trace(pm: PooledMask, shown: list[int], labels: dict, lean: bool = F
                           customdata=extra.float().numpy() if other else None, colorbar=bar,
                           hovertemplate=hover, name="mask")
     dtype = np.uint16 if e[-1] < 2**16 else np.uint32
-    extra = [c for c in shown if c in (WINDOW, GLOBAL, RANDOM, FUTURE)]
+    extra = [c for c in shown if c in (WINDOW, GLOBAL, RANDOM, FUTURE, *_PART_ALLOW)]
     cd = np.empty((nb, nb, 4 + len(extra)), dtype=dtype)
     cd[:, :, 0] = e[:-1, None]
     cd[:, :, 1] = e[1:, None] - 1

@@ -59,7 +59,8 @@ def readout_reach(pattern: AttentionPattern, layout: SequenceLayout | int, num_l
     r = layout.readout_position if readout is None else int(readout)
     if not 0 <= r < layout.length:
         raise ValueError(f"readout position {r} is outside [0, {layout.length})")
-    if not pattern.causal and not pattern.random_blocks and not pattern.sinks:   # sinks are keys only: not symmetric
+    if not pattern.causal and not pattern.random_blocks and not pattern.sinks and not pattern.parts:
+        # sinks are keys only, mask parts may be anything: not symmetric
         rev = replace(pattern, window=_reversed(pattern.window), dilation=_reversed(pattern.dilation),
                       chunk=_reversed(pattern.chunk))
         return spread_pattern(rev, layout, num_layers, sources=[r]).reached[-1]

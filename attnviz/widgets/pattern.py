@@ -20,6 +20,7 @@ from pathlib import Path
 import ipywidgets as widgets
 import plotly.graph_objects as go
 
+from ..masks import part_from_text
 from ..patterns import AttentionPattern, describe
 from ..placement import PLACEMENTS, PromptPlacement, SequenceLayout
 from ..plots import mask_figure, save_html, spread_figure
@@ -52,6 +53,8 @@ class PatternSettings:
     is drawn. The mask zoo: ``prefix_lm`` is text (blank = none, ``prompt`` = up to the last prompt
     token, or a length ``P``), ``sinks`` an int, ``chunk`` a comma list like ``windows`` (one entry
     for all layers, ``full`` = unchunked), ``documents`` comma-separated lengths summing to ``L``.
+    ``parts`` names mask parts of :mod:`attnviz.masks` with their settings, separated by ``;``
+    (``"strided:8"``; blank = none).
     """
 
     window: int | None = 32
@@ -74,6 +77,11 @@ class PatternSettings:
     sinks: int = 0
     chunk: str = ""
     documents: str = ""
+    parts: str = ""
+
+    def parts_value(self) -> tuple:
+        """The pattern's mask parts: ``"strided:8; strided:3"`` -> ``(Strided(8), Strided(3))``."""
+        return tuple(part_from_text(t) for t in str(self.parts).split(";") if t.strip())
 
     def prefix_value(self) -> int | str | None:
         """``prefix_lm`` of the pattern: None (blank), ``"prompt"`` or a length P >= 1."""
@@ -115,7 +123,7 @@ class PatternSettings:
             global_prompt=self.global_prompt, dilation=self.dilation,
             random_blocks=self.random_blocks, block_size=self.block_size if self.random_blocks else None,
             seed=self.seed, prefix_lm=self.prefix_value(), sinks=self.sinks, chunk=self.chunk_value(),
-            documents=parse_ints(self.documents, "documents", minimum=1))
+            documents=parse_ints(self.documents, "documents", minimum=1), parts=self.parts_value())
 
     def placement_(self) -> PromptPlacement:
         return PromptPlacement(self.placement, n_tokens=self.n_tokens,
@@ -263,6 +271,9 @@ class PatternExplorer(Explorer):
         c["documents"] = widgets.Text(value=s.documents, description="documents",
                                       placeholder="lengths summing to L, e.g. 500,522", continuous_update=False,
                                       style=wide, layout=widgets.Layout(width="300px"))
+        c["parts"] = widgets.Text(value=s.parts, description="mask parts", placeholder="e.g. strided:8",
+                                  continuous_update=False, style=wide, layout=widgets.Layout(width="230px"),
+                                  tooltip="mask parts of attnviz.masks, NAME:SETTINGS separated by ';'")
         for name, w in c.items():
             w.add_class(f"attnviz-{name.replace('_', '-')}")
 
@@ -283,7 +294,7 @@ class PatternExplorer(Explorer):
             row("attention", c["window"], c["windows"], c["dilation"], c["causal"]),
             row("globals", c["global_positions"], c["global_prompt"], c["random_blocks"], c["block_size"],
                 c["seed"]),
-            row("mask zoo", c["prefix_lm"], c["sinks"], c["chunk"], c["documents"]),
+            row("mask zoo", c["prefix_lm"], c["sinks"], c["chunk"], c["documents"], c["parts"]),
             row("sequence", c["placement"], c["n_tokens"], c["at"], c["every"], c["text_len"],
                 c["num_layers"]),
             self.message, self.summary, self.figures["spread"], row(None, c["layer"], self.status), self.figures["mask"],

@@ -103,12 +103,14 @@ def refuse(pattern: AttentionPattern, family: str, *, causal: bool | None, globa
         raise ValueError(f"{family} has no global tokens; got global_positions={pattern.global_positions}, "
                          f"global_prompt={pattern.global_prompt}. Longformer/LED (global_attention_mask) have them; "
                          f"for other models use with_pattern (dense masks)")
-    zoo = {"prefix_lm": (pattern.prefix_lm, None), "sinks": (pattern.sinks, 0), "documents": (pattern.documents, ())}
+    zoo = {"prefix_lm": (pattern.prefix_lm, None), "sinks": (pattern.sinks, 0), "documents": (pattern.documents, ()),
+           "parts": (pattern.parts, ())}
     if not chunk_ok:
         zoo["chunk"] = (pattern.chunk, None)
     for name, (value, off) in zoo.items():
         if value != off and not (name == "chunk" and isinstance(value, tuple) and set(value) == {None}):
             where = ("Llama 4 (llama4_text, attention_chunk_size) has chunks natively" if name == "chunk" else
+                     "no family here has mask parts (attnviz.masks) natively" if name == "parts" else
                      "no transformers model takes it as a config field (gpt-oss's 'sinks' are learned logits, "
                      "not positions)")
             raise ValueError(f"{family} cannot express {name}={value!r} natively: {where}; apply it with "
