@@ -9,7 +9,9 @@ from .part import ALLOW, RESTRICT, ROLES, MaskPart
 from .strided import Strided
 
 #: name -> mask part class, in reason-code order.
-MASK_PARTS = {"strided": Strided}
+MASK_PARTS = {
+    "strided": Strided,
+}
 
 
 def part_from_text(text: str) -> MaskPart:
@@ -31,4 +33,5 @@ def part_from_dict(d: dict) -> MaskPart:
     return MASK_PARTS[d["part"]](**settings)
 
 
-__all__ = ["ALLOW", "RESTRICT", "ROLES", "MASK_PARTS", "MaskPart", "Strided", "part_from_dict", "part_from_text"]
+__all__ = ["ALLOW", "RESTRICT", "ROLES", "MASK_PARTS", "MaskPart", "part_from_dict", "part_from_text",
+           *(cls.__name__ for cls in MASK_PARTS.values())]
