@@ -62,8 +62,9 @@ def _add_spread(sub) -> None:
                    help="packed documents: their lengths, summing to the sequence length ([CLS] + prompt + text + "
                         "[SEP]); no attention crosses a document boundary")
     z.add_argument("--part", type=part_arg, action="append", default=[], metavar="NAME:SETTINGS", dest="parts",
-                   help="a mask part of attnviz.masks, repeatable: strided:S = the Sparse Transformer's strided keys "
-                        "((q - k) %% S == 0), one per layer with 'none', e.g. strided:8,8,none")
+                   help="a mask part of attnviz.masks.MASK_PARTS, repeatable; e.g. strided:8 (the Sparse "
+                        "Transformer's strided keys, (q - k) %% 8 == 0; one per layer with 'none': 8,8,none). "
+                        "An unknown NAME lists the known ones")
     s = p.add_argument_group("sequence")
     s.add_argument("--length", type=int_at_least(0), default=1024, metavar="T",
                    help="text length in tokens, without special tokens and prompt: the layout adds [CLS], [SEP] "
