@@ -7,10 +7,12 @@ the contract) and one entry below; :class:`attnviz.AttentionPattern` takes its i
 
 from .part import ALLOW, RESTRICT, ROLES, MaskPart
 from .strided import Strided
+from .summary import SummaryColumns
 
 #: name -> mask part class, in reason-code order.
 MASK_PARTS = {
     "strided": Strided,
+    "summary": SummaryColumns,
 }
 
 
