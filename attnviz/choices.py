@@ -17,3 +17,12 @@ INITS = ("random", "vocab", "text", "labels")
 OPTIMIZERS = ("adamw", "adafactor")
 SCHEDULES = ("linear", "constant")
 MIXED_PRECISION = ("no", "bf16", "fp16")
+#: Data sets ``attnviz data`` prepares (:mod:`attnviz.tasks`).
+DATASETS = ("nli", "documents", "qa")
+#: Long-document corpora (:func:`attnviz.tasks.prepare_documents`).
+DOCUMENT_SETS = ("bbc", "polarity")
+#: Sweep data variants: the documents as they are, behind filler, or at each evidence position
+#: (:mod:`attnviz.studies.sweep`).
+SWEEP_VARIANTS = ("plain", "far", "position")
+#: Sweep reference rows: the head alone under each window; a prompt under full attention.
+SWEEP_REFERENCES = ("head_only", "full")

@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-DATASETS = ("nli", "documents", "qa")
-DOCUMENT_NAMES = ("bbc", "polarity", "all")
+from ..choices import DATASETS, DOCUMENT_SETS
+
+DOCUMENT_NAMES = (*DOCUMENT_SETS, "all")
 
 
 def add_data_commands(subparsers) -> None:

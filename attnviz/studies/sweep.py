@@ -72,15 +72,16 @@ from ..patterns import AttentionPattern, describe
 from ..placement import PromptPlacement
 from ..spread import spread_pattern
 from ..checks import check_int
+from ..choices import DOCUMENT_SETS, SWEEP_REFERENCES, SWEEP_VARIANTS
 
 #: Data variants: the documents as they are, or behind filler tokens (:func:`attnviz.tasks.evidence_far`).
-VARIANTS = ("plain", "far", "position")
+VARIANTS = SWEEP_VARIANTS
 #: Built-in tasks; ``"documents"`` is BBC News. A ``.jsonl`` / ``.json`` / ``.csv`` file (text, label) also works.
-TASKS = ("documents", "bbc", "polarity")
+TASKS = ("documents", *DOCUMENT_SETS)
 #: Placements a sweep can use (``infix`` needs a position per input, so it is not offered).
 SWEEP_PLACEMENTS = ("start", "prefix", "suffix", "scattered")
 #: Reference rows: the head alone under each window; a prompt under full attention.
-REFERENCES = ("head_only", "full")
+REFERENCES = SWEEP_REFERENCES
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 HTML = "sweep.html"

