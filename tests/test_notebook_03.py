@@ -63,8 +63,19 @@ def test_placement_notebook():
     # what the prose says of the live runs, true in fast mode too: the pruned suffix run *is* the head alone
     assert _row(training, "suffix")[0] == _row(training, "head only")[0]
     assert "Live demonstration (fast mode)" in text
-    # accuracies quoted in the prose come from the full sweep's results file, dated, as a chart
-    assert "Full sweep of 2026-11-28" in text
+    # accuracies quoted in the prose come from the 3-seed table, dated, as a table and a chart with intervals;
+    # the rendered table prints exactly the numbers the prose quotes
+    assert "Placement × global prompt at window 128 (2026-12-04, 3 seeds × 200 articles)" in text
+    assert "`placement_global_w128.md`, measured 2026-12-04" in text
+    for cell, acc, interval, seeds in (("w128-prefix-global", "0.863", "0.762–0.945", "0.750 / 0.925 / 0.915"),
+                                       ("w128-scattered-global", "0.810", "0.702–0.900", "0.695 / 0.880 / 0.855"),
+                                       ("w128-suffix-global", "0.447", "0.190–0.860", "0.235 / 0.870 / 0.235"),
+                                       ("w128-suffix", "0.257", "0.190–0.322", "0.235 / 0.300 / 0.235")):
+        assert f"| {cell} | {acc} | {interval} | {seeds} |" in text
+    prose = "".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "prefix 0.863 > scattered 0.810 > suffix 0.447" in prose
+    for old in ("0.83", "0.91", "0.86 ", "0.76–0.91", "Full sweep"):   # the superseded single-seed numbers
+        assert old not in prose, old
     assert "Placement × window × global prompt" in text     # the 16 arms as one small-multiples grid
 
     # 5. frozen prompts: the far (suffix) prompt leaves [CLS]'s features bit for bit unchanged

@@ -50,5 +50,15 @@ def test_layerwise_notebook():
     # the two orderings the prose states hold in fast mode too
     assert "small early, large late gives the text the most prompt influence: True" in text
     assert "... and [CLS] the least: True" in text
-    assert text.count('class="plotly-graph-div"') == 4          # reach lines, one spread, mask, influence
+    # section 4: the three schedules trained (window_schedules.json), the numbers the prose quotes
+    for name, acc, interval, seeds in (("increasing (16 … 112)", "0.633", "0.245–0.882", "0.770 / 0.235 / 0.895"),
+                                       ("uniform 64", "0.893", "0.843–0.940", "0.865 / 0.930 / 0.885"),
+                                       ("decreasing (112 … 16)", "0.888", "0.845–0.928", "0.900 / 0.870 / 0.895")):
+        assert f"| {name} | {acc} | {interval} | {seeds} |" in text
+    assert "uniform 64 − decreasing (112 … 16)  +0.005  (-0.052 … +0.067)  not shown (interval includes 0)" in text
+    prose = "".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "Longformer's ordering does not hold here" in prose
+    assert "Increasing 0.633 (0.245–0.882), uniform 0.893\n  (0.843–0.940), decreasing 0.888 (0.845–0.928)" in prose
+    # reach lines, one spread, mask, influence, the schedules' intervals
+    assert text.count('class="plotly-graph-div"') == 5
     print(f"04 ran in {seconds:.0f} s")

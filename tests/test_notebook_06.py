@@ -39,7 +39,23 @@ def test_long_documents_notebook_runs_and_prints_the_evidence_far_story():
     assert float(rows["w32-prefix-global"]) > float(rows["w32-prefix"])
     live_rows = re.findall(r"^w32-[\w-]+ +accuracy .*$", text, flags=re.M)
     assert len(live_rows) == 3 and not any("None" in r or re.search(r"\d\.\d{5,}", r) for r in live_rows)
-    # the quoted numbers come from the results file, dated, as a chart and a rendered table
-    assert "Evidence far, full run of 2026-11-28" in text and "Live demonstration (fast mode)" in text
+    # the quoted numbers come from the 3-seed results files, dated, as charts with intervals and rendered tables
+    assert "Evidence far, 3 seeds (2026-12-04): held-out accuracy, 200 articles" in text
+    assert "Live demonstration (fast mode)" in text
+    for cell, acc, interval in (("w32-prefix-global", "0.893", "0.853–0.933"), ("w32-prefix", "0.235", "0.175–0.295"),
+                                ("w128-prefix-global", "0.863", "0.762–0.945"), ("w128-head-only", "0.277", "0.202–0.347")):
+        assert f"| {cell} | {acc} | {interval} |" in text
+    # section 6: the evidence-position curve; structure first (worked by hand: window 32 sees positions
+    # 0..96, the article fills 78 positions after 0 / 48 / 96 filler tokens), then the table's rows
+    assert "     0.0  window 32: 78   window 128: 78" in text
+    assert "     0.5  window 32: 48   window 128: 78" in text
+    assert "     1.0  window 32:  0   window 128: 78" in text
+    for key, acc in (("w32-head-only-pos0", "0.718"), ("w32-head-only-pos0.5", "0.235"), ("w128-head-only-pos0.5", "0.685"),
+                     ("w32-prefix-global-pos0.5", "0.843"), ("w128-prefix-global-pos0", "0.900"),
+                     ("w128-prefix-pos0", "0.912")):
+        assert re.search(rf"^{re.escape(key)} +held-out {acc} ", text, re.M), key
+    assert "Where the window stops seeing: accuracy by evidence position" in text
+    prose = "".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "--variant position --positions 0,0.5,1" in prose and "0.898 / 0.843 / 0.893" in prose
     assert "load average" not in text and "nice -n" not in text
     assert text.count('class="plotly-graph-div"') >= 4
