@@ -1,7 +1,9 @@
 """attnviz.widgets.InfluenceExplorer: setting controls redraws the attention heatmap with exactly
 the numbers of capture_attention and the influence map with exactly those of prompt_influence
 (computed here independently, on a tiny BERT); a trained checkpoint's prompt is used as saved;
-bad values show a message and leave the figures alone; the export is offline."""
+bad values show a message and leave the figures alone; the export is offline; the nearest-token
+table says what the prompt is (a prompt made of token embeddings reads back as those tokens, cosine
+exactly 1.0) and follows the prompt source."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from attnviz import AttentionPattern, PromptPlacement, build_masks, capture_atte
 from attnviz.models import tiny_model
 from attnviz.models.interface import with_pattern
 from attnviz.prompts import SoftPrompt, load_checkpoint, train_soft_prompt
+from attnviz.prompts.checkpoints import save_checkpoint, step_dir
 from attnviz.widgets import InfluenceExplorer, InfluenceSettings, influence_view
 
 from _prompt_fixtures import make_run, tiny_tokenizer
@@ -76,7 +79,7 @@ def _check(ex: InfluenceExplorer, model, tok, weight=None):
 
 def test_controls_redraw_to_capture_and_influence_numbers(model, tok):
     ex = InfluenceExplorer(model, tok, text=TEXT, window=4, n_tokens=3)
-    assert set(ex.figures) == {"attention", "influence"}
+    assert set(ex.figures) == {"attention", "influence", "words"}
     _, layout, _, infl = _check(ex, model, tok)
     assert layout.prompt_positions == (1, 2, 3)
     assert ex.figures["attention"].layout.title.text.startswith("Attention in layer 0, mean of heads")
@@ -159,6 +162,7 @@ def test_export_html_is_offline(model, tok, tmp_path):
     page = ex.export_html(tmp_path / "influence.html").read_text()
     assert not re.search(r"<script[^>]+src=[\"']?https?:", page)
     assert "window=4" in page and "How much the prompt changes each token" in page
+    assert "What the prompt says" in page and "nearest tokens (cosine)" in page
 
 
 @pytest.mark.slow
@@ -170,3 +174,64 @@ def test_default_model_is_the_embedded_minilm():
     assert name == "all-MiniLM-L6-v2" and ex.model is model
     assert InfluenceExplorer(window=8).model is model      # loaded once
     _check(ex, model, tok)
+    # the default init is noisy copies of [SEP]: every vector still reads as [SEP]
+    assert [t[0] for t in ex.result.words.tokens] == ["[SEP]"] * 4
+    assert (ex.result.words.cosine[:, 0] > 0.9).all() and (ex.result.words.cosine[:, 0] < 1).all()
+
+
+def _table(ex) -> dict:
+    """The nearest-token table the explorer shows, as {header: column values}."""
+    t = ex.figures["words"].data[0]
+    return {h.replace("<b>", "").replace("</b>", ""): list(col) for h, col in zip(t.header.values, t.cells.values)}
+
+
+def test_words_of_a_prompt_made_of_tokens_are_those_tokens_and_follow_the_source(model, tok):
+    ex = InfluenceExplorer(model, tok, text=TEXT, prompt="vocab", seed=3, n_tokens=4, window=4)
+    _check(ex, model, tok)
+    emb = model.get_input_embeddings().weight.detach()
+    weight = SoftPrompt.init(model, tok, PromptPlacement("prefix", n_tokens=4), "vocab", seed=3).weight.detach()
+    # which rows of the embedding matrix the init copied (each vector equals exactly one row)
+    ids = [int((emb == row).all(1).nonzero().item()) for row in weight]
+    words = ex.result.words
+    assert words.ids[:, 0].tolist() == ids
+    assert [t[0] for t in words.tokens] == tok.convert_ids_to_tokens(ids)
+    assert torch.equal(words.cosine[:, 0], torch.ones(4))              # exactly 1.0: the vector is the token
+    assert (words.cosine[:, 1] < 1 - 1e-4).all()                      # and the next one is another token
+    assert torch.allclose(words.norm, emb[ids].norm(dim=1), atol=1e-6)
+    table = _table(ex)
+    assert table["position"] == ["1", "2", "3", "4"]                  # after [CLS]
+    assert table["norm"] == [f"{float(v):.2f}" for v in emb[ids].norm(dim=1)]
+    near = table["nearest tokens (cosine), 3 of the vocabulary"]
+    assert [n.split(",")[0] for n in near] == [f"{t} 1.000" for t in tok.convert_ids_to_tokens(ids)]
+    assert "vocab init (seed 3)" in ex.figures["words"].layout.title.text
+
+    ex.set(prompt="text")                                             # [SEP] copies + noise: the table follows
+    assert [t[0] for t in ex.result.words.tokens] == ["[SEP]"] * 4
+    assert (ex.result.words.cosine[:, 0] < 1).all() and (ex.result.words.cosine[:, 0] > 0.9).all()
+    assert all(n.startswith("[SEP] 0.9") for n in _table(ex)["nearest tokens (cosine), 3 of the vocabulary"])
+    ex.set(placement="suffix")                                        # positions move with the placement
+    L = ex.result.layout.length
+    assert _table(ex)["position"] == [str(p) for p in range(L - 5, L - 1)]
+
+
+def test_words_of_a_hand_made_checkpoint_prompt(model, tok, tmp_path):
+    """Three vectors worked out by hand: 3 x the embedding of "good" (nearest "good", cosine 1, norm
+    3 |e_good|); the sum of the unit vectors of "film" and "plot" (both at cosine sqrt((1 + c) / 2),
+    c = cos(film, plot)); minus the embedding of "bad" (cosine -1 to "bad", so "bad" is not near)."""
+    emb = model.get_input_embeddings().weight.detach().float()
+    good, film, plot, bad = tok.convert_tokens_to_ids(["good", "film", "plot", "bad"])
+    unit = torch.nn.functional.normalize(emb, dim=1)
+    w = torch.stack([3 * emb[good], unit[film] + unit[plot], -emb[bad]])
+    save_checkpoint(step_dir(tmp_path / "run", 5), {"prompt.weight": w}, {"step": 5})
+    ex = InfluenceExplorer(model, tok, text=TEXT, prompt=str(tmp_path / "run"), window=4)
+    assert ex.controls["n_tokens"].value == 3
+    words = ex.result.words
+    assert words.tokens[0][0] == "good" and float(words.cosine[0, 0]) == 1.0
+    assert float(words.norm[0]) == pytest.approx(3 * float(emb[good].norm()), rel=1e-6)
+    c = float(unit[film] @ unit[plot])
+    assert set(words.tokens[1][:2]) == {"film", "plot"}
+    assert words.cosine[1, :2].tolist() == pytest.approx([((1 + c) / 2) ** 0.5] * 2, abs=1e-6)
+    assert float(words.norm[1]) == pytest.approx((2 + 2 * c) ** 0.5, rel=1e-6)
+    assert "bad" not in words.tokens[2]
+    assert float(words.cosine[2, 0]) < 1.0
+    assert "step-00000005" in ex.figures["words"].layout.title.text

@@ -9,6 +9,8 @@ evidence-position curve, and what a trained prompt "says".
   global prompt (× placement): the window analogue of "Lost in the Middle".
 * :func:`prompt_words_figure` — each prompt vector's nearest token and cosine at every checkpoint
   (:func:`attnviz.prompts.nearest.nearest_over_checkpoints`), its norm beside it.
+* :func:`prompt_words_table` — one prompt (:func:`attnviz.prompts.nearest.nearest_tokens`) as a
+  table: per vector its position, norm and nearest tokens with cosines (the influence explorer's view).
 
 Rows are the cell rows of ``results.json`` (``key``, ``kind``, ``window``, ``global_prompt``,
 ``placement``, ``position``, ``accuracy``, ``low``, ``high``, ``interval``, ``influence_cls``).
@@ -163,4 +165,38 @@ def prompt_words_figure(words: list, *, title: str = "What the prompt says: near
                       title=dict(text=f"{title}<br><sup>dashed: median norm of real token embeddings "
                                       f"({last.embedding_norm:.2f})</sup>", x=0.5, xanchor="center"),
                       margin=dict(l=70, r=20, t=110, b=150))
+    return fig
+
+
+def prompt_words_table(words, *, positions=None, k: int = 3, source: str | None = None,
+                       width: int = NOTEBOOK_WIDTH) -> go.Figure:
+    """One prompt's :class:`~attnviz.prompts.nearest.PromptWords` as a table, one row per prompt
+    vector: its index, its position in the sequence (``positions``, e.g. ``layout.prompt_positions``;
+    left out when None), its L2 norm and its ``k`` nearest vocabulary tokens with their cosines
+    (nearest first). The title names ``source`` and the median norm of real token embeddings, the
+    scale to read the norms against."""
+    k = min(k, words.ids.shape[1])
+    n = len(words.tokens)
+    cols = {"prompt vector": [str(j) for j in range(n)]}
+    if positions is not None:
+        if len(positions) != n:
+            raise ValueError(f"{len(positions)} positions for {n} prompt vectors")
+        cols["position"] = [str(p) for p in positions]
+    cols["norm"] = [f"{float(v):.2f}" for v in words.norm]
+    cols[f"nearest tokens (cosine), {k} of the vocabulary"] = [
+        ",  ".join(f"{t} {float(c):.3f}" for t, c in zip(words.tokens[j][:k], words.cosine[j, :k])) for j in range(n)]
+    narrow = 90
+    widths = [narrow] * (len(cols) - 1) + [width - 40 - narrow * (len(cols) - 1)]
+    fig = go.Figure(go.Table(
+        columnwidth=widths,
+        header=dict(values=[f"<b>{c}</b>" for c in cols], fill_color="#e8eef5", align="left", height=30,
+                    font=dict(size=14, color="#222")),
+        cells=dict(values=list(cols.values()), align="left", height=28, font=dict(size=14, color="#222"),
+                   fill_color=[["#ffffff", "#f6f6f6"] * (n // 2 + 1)])))
+    what = f"{source}: " if source else ""
+    fig.update_layout(template=TEMPLATE, font=FONT, width=width, height=130 + 28 * n + 30,
+                      title=dict(text=f"What the prompt says: {what}nearest tokens per prompt vector<br><sup>cosine over the "
+                                      f"input embeddings; median norm of real tokens {words.embedding_norm:.2f}</sup>",
+                                 x=0.5, xanchor="center"),
+                      margin=dict(l=20, r=20, t=90, b=10))
     return fig

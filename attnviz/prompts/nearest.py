@@ -108,8 +108,14 @@ def nearest_tokens(prompt, model_or_embeddings, tokenizer=None, *, k: int = 5, s
         raise ValueError(f"k={k} exceeds the {len(candidates)} candidate tokens")
     cand = emb[candidates]
     cos = torch.nn.functional.normalize(w, dim=1) @ torch.nn.functional.normalize(cand, dim=1).T   # (n, V')
-    values, idx = cos.topk(k, dim=1)
-    ids = candidates[idx]
+    idx = cos.topk(k, dim=1).indices
+    # the k winners' cosines again in float64 (a vector equal to a token row reads exactly 1.0, not
+    # 0.99999994), nearest first
+    w64, top = w.double(), cand[idx].double()                                                     # (n, H), (n, k, H)
+    exact = (torch.einsum("nh,nkh->nk", w64, top) / (w64.norm(dim=1, keepdim=True) * top.norm(dim=2))
+             .clamp_min(torch.finfo(torch.float64).tiny))
+    exact, order = exact.sort(dim=1, descending=True)
+    values, ids = exact.float(), candidates[idx.gather(1, order)]
     if tokenizer is not None:
         tokens = [tokenizer.convert_ids_to_tokens(row.tolist()) for row in ids]
     else:

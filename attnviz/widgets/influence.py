@@ -5,7 +5,10 @@ Controls → :class:`InfluenceSettings` (plain values) → :func:`influence_view
 function: the prompt vectors from a checkpoint or an init, the layout, one run of
 :func:`attnviz.capture_attention` under :func:`attnviz.with_pattern` for the chosen layer, and
 :func:`attnviz.prompt_influence`) → two plotly ``FigureWidget`` s updated in place
-(:func:`attnviz.plots.attention.attention_figure`, :func:`attnviz.plots.influence_figure`).
+(:func:`attnviz.plots.attention.attention_figure`, :func:`attnviz.plots.influence_figure`), and
+what the prompt "says": each prompt vector's nearest vocabulary tokens, cosine and norm
+(:func:`attnviz.prompts.nearest.nearest_tokens`, drawn by
+:func:`attnviz.plots.evidence.prompt_words_table`), redrawn when the prompt source changes.
 
 The model defaults to the embedded all-MiniLM-L6-v2 (:func:`attnviz.models.load_model`, loaded
 once per process); pass ``model=`` and ``tokenizer=`` for another one (tests use tiny ones).
@@ -29,11 +32,16 @@ from ..placement import PLACEMENTS, PromptPlacement, SequenceLayout
 from ..plots import influence_figure, save_html
 from ..plots import FigureParts
 from ..plots.attention import attention_figure, attention_parts
+from ..plots.evidence import prompt_words_table
+from ..prompts.nearest import PromptWords, nearest_tokens
 from ._base import control_row, Explorer, LiveFigure, apply_parts, parse_ints
 from .pattern import FULL, _window_label
 
-#: Prompt sources that are not files: ``SoftPrompt.init`` with ``init="text"`` ([SEP] copies + noise) or ``"random"``.
-PROMPT_INITS = ("text", "random")
+#: Prompt sources that are not files: ``SoftPrompt.init`` with ``init="text"`` ([SEP] copies + noise),
+#: ``"vocab"`` (embeddings of frequent tokens, exactly) or ``"random"``.
+PROMPT_INITS = ("text", "vocab", "random")
+#: Nearest tokens shown per prompt vector.
+WORDS_K = 3
 WINDOW_OPTIONS = (2, 4, 8, 16, 32, 64, 128, 256, 512, None)
 MEAN = "mean"
 #: Above this many positions the attention heatmap is pooled to blocks (prompt rows / columns stay exact).
@@ -135,6 +143,10 @@ class InfluenceView:
             (:func:`attnviz.plots.attention.attention_parts`; :func:`attnviz.plots.influence_figure`'s).
         tokens: the position labels (prompt tokens ``<p0>``, ...).
         backend: the path the maps and influence took (``"dense"``, or ``"tiled"`` for long inputs).
+        words: what the prompt "says": :class:`~attnviz.prompts.nearest.PromptWords` of ``prompt``
+            (the ``WORDS_K`` nearest tokens of each vector, special tokens included: a ``[SEP]``-copy
+            init reads as ``[SEP]``), and ``words_fig`` its table
+            (:func:`attnviz.plots.evidence.prompt_words_table`).
     """
 
     settings: InfluenceSettings
@@ -149,6 +161,8 @@ class InfluenceView:
     influence_fig: FigureParts
     tokens: tuple = ()
     backend: str = "dense"
+    words: PromptWords | None = None
+    words_fig: FigureParts | None = None
 
     @property
     def summary(self) -> str:
@@ -179,6 +193,22 @@ def prompt_vectors(model, tokenizer, settings: InfluenceSettings) -> tuple[torch
     if weight.shape[0] != settings.n_tokens:
         raise ValueError(f"the prompt in {folder} has {weight.shape[0]} vectors; set tokens to {weight.shape[0]}")
     return weight, str(folder), meta
+
+
+_WORDS_CACHE: dict = {}
+
+
+def prompt_words(model, tokenizer, weight: torch.Tensor, k: int = WORDS_K) -> PromptWords:
+    """:func:`attnviz.prompts.nearest.nearest_tokens` of ``weight`` (n, H) over ``model``'s input
+    embeddings, special tokens included; the last few results are kept (keyed by the exact
+    values), so moving a slider does not search the vocabulary again."""
+    w = weight.detach().float().cpu().contiguous()
+    key = (id(model), id(tokenizer), k, tuple(w.shape), w.numpy().tobytes())
+    if key not in _WORDS_CACHE:
+        if len(_WORDS_CACHE) >= 8:
+            _WORDS_CACHE.pop(next(iter(_WORDS_CACHE)))
+        _WORDS_CACHE[key] = nearest_tokens(w, model, tokenizer, k=k, skip_special=False)
+    return _WORDS_CACHE[key]
 
 
 def influence_view(model, tokenizer, settings: InfluenceSettings, *, max_side: int = MAX_SIDE) -> InfluenceView:
@@ -214,9 +244,11 @@ def influence_view(model, tokenizer, settings: InfluenceSettings, *, max_side: i
     tokens = token_labels(layout, tokenizer.convert_ids_to_tokens(inputs["input_ids"][0].tolist()))
     att = attention_parts(maps, layout, s.layer, s.head, tokens=tokens)
     inf = influence_figure(influence, example=0, log=s.log)
+    words = prompt_words(model, tokenizer, weight)
+    table = prompt_words_table(words, positions=layout.prompt_positions, k=WORDS_K, source=source)
     return InfluenceView(settings=s, pattern=pattern, layout=layout, prompt=weight, prompt_source=source,
                          inputs=inputs, maps=maps, influence=influence, attention=att, influence_fig=_parts(inf),
-                         tokens=tokens, backend=run.backend)
+                         tokens=tokens, backend=run.backend, words=words, words_fig=_parts(table))
 
 
 class InfluenceExplorer(Explorer):
@@ -225,7 +257,8 @@ class InfluenceExplorer(Explorer):
     ``InfluenceExplorer(model=None, tokenizer=None, **settings)``: the model (default the embedded
     MiniLM, loaded once) and starting values from :class:`InfluenceSettings`, e.g.
     ``prompt="runs/bbc-w32"`` (a trained run), ``window=32, global_prompt=True``. ``figures`` has
-    ``"attention"`` and ``"influence"``; ``result`` is the last :class:`InfluenceView`;
+    ``"attention"``, ``"influence"`` and ``"words"`` (each prompt vector's nearest tokens, cosine
+    and norm); ``result`` is the last :class:`InfluenceView`;
     ``set(window=64)`` changes controls from Python; ``export_html(path)`` writes an offline page.
     """
 
@@ -258,7 +291,7 @@ class InfluenceExplorer(Explorer):
         c["text"] = widgets.Textarea(value=s.text, description="text", continuous_update=False, style=wide,
                                      layout=widgets.Layout(width="640px", height="64px"))
         c["prompt"] = widgets.Combobox(value=s.prompt, options=list(PROMPT_INITS), description="prompt",
-                                       placeholder="text | random | a run or checkpoint folder", ensure_option=False,
+                                       placeholder="text | vocab | random | a run or checkpoint folder", ensure_option=False,
                                        continuous_update=False, style=wide, layout=widgets.Layout(width="420px"))
         c["seed"] = widgets.BoundedIntText(value=s.seed, min=0, max=2**31 - 1, description="init seed", style=wide,
                                            layout=widgets.Layout(width="140px"))
@@ -296,6 +329,7 @@ class InfluenceExplorer(Explorer):
         att = attention_figure(first.maps, first.layout, s.layer, s.head, tokens=first.tokens)
         self.figures["influence"] = LiveFigure(layout=first.influence_fig.layout)
         self.figures["attention"] = LiveFigure(data=att.data, layout=att.layout)
+        self.figures["words"] = LiveFigure(layout=first.words_fig.layout)
         self.result: InfluenceView | None = None
         self._go_live(first)
 
@@ -307,6 +341,7 @@ class InfluenceExplorer(Explorer):
             self.message, self.summary,
             row(None, c["method"], c["log"], self.status), self.figures["influence"],
             row(None, c["layer"], c["head"]), self.figures["attention"],
+            self.figures["words"],
         ])
         self._view.add_class("attnviz-explorer")
 
@@ -337,6 +372,7 @@ class InfluenceExplorer(Explorer):
     def render(self, result: InfluenceView) -> None:
         apply_parts(self.figures["influence"], result.influence_fig)
         apply_parts(self.figures["attention"], result.attention)
+        apply_parts(self.figures["words"], result.words_fig)
         if self._at_auto and "at" in self.controls:
             self._quiet = True
             try:
@@ -394,7 +430,9 @@ class InfluenceExplorer(Explorer):
         s = view.settings
         influence = go.Figure(layout=view.influence_fig.layout)
         influence.add_traces(view.influence_fig.traces)
-        figs = [influence, attention_figure(view.maps, view.layout, s.layer, s.head, tokens=view.tokens)]
+        words = go.Figure(layout=view.words_fig.layout)
+        words.add_traces(view.words_fig.traces)
+        figs = [influence, attention_figure(view.maps, view.layout, s.layer, s.head, tokens=view.tokens), words]
         text = (f"{describe(view.pattern)}; {view.layout.n_prompt}-token {view.settings.placement} prompt "
                 f"({view.prompt_source}); text: {view.settings.text!r}. {view.influence.summary()}")
         return save_html(figs, path, title=title or f"attnviz influence explorer — {describe(view.pattern)}", text=text)
