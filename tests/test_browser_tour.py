@@ -390,10 +390,13 @@ def test_every_control_of_every_explorer_draws_what_python_holds(lab):
             s(P, "zoo cleared", lambda: [tour.type(P, "documents", "")(), tour.type(P, "chunk", "")()],
               {"documents": "", "chunk": ""})
             # a mask part of attnviz.masks (#16): the Sparse Transformer's strided keys, then a bad name
+            s(P, "window 16 (for the part)", tour.type(P, "windows", "16"), {"windows": "16"})
             s(P, "mask part strided:64", tour.type(P, "parts", "strided:64"), {"parts": "strided:64"})
+            assert "strided 64" in page.locator(".tour-pattern .attnviz-summary").inner_text()
             page.locator(".tour-pattern").screenshot(path=str(ARTIFACTS / "tour_pattern_strided.png"))
             s(P, "unknown mask part", tour.type(P, "parts", "dilated:3"), error="unknown mask part 'dilated'")
-            s(P, "mask part cleared", tour.type(P, "parts", ""), {"parts": ""})
+            s(P, "mask part cleared", lambda: [tour.type(P, "parts", "")(), tour.type(P, "windows", "")()],
+              {"parts": "", "windows": ""})
             s(P, "sinks 0, prefix-LM off", lambda: [tour.type(P, "sinks", 0)(), tour.type(P, "prefix-lm", "")()],
               {"sinks": 0, "prefix_lm": ""})
             s(P, "causal off (zoo)", tour.click(P, "causal"), {"causal": False})
