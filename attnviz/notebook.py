@@ -83,14 +83,17 @@ def results_date(data: dict) -> str:
     return "undated"
 
 
-def _cell(v) -> str:
+def format_value(v, digits: int = 3, *, group_ints: bool = True) -> str:
+    """One table cell as text: None as —, booleans as yes / no, floats with ``digits`` significant
+    digits (whole, with thousands separators, from 1,000 on), ints from 10,000 on with separators
+    (``group_ints``), ``|`` escaped for Markdown. Every table attnviz writes uses this."""
     if v is None:
         return "—"
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, float):
-        return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
-    if isinstance(v, int):
+        return f"{v:.{digits}g}" if abs(v) < 1000 else f"{v:,.0f}"
+    if isinstance(v, int) and group_ints:
         return f"{v:,}" if abs(v) >= 10_000 else str(v)
     return str(v).replace("|", "\\|")
 
@@ -100,7 +103,7 @@ def markdown_table(rows, columns) -> str:
     get 3 significant digits, ``None`` shows as —, booleans as yes / no."""
     cols = dict(columns) if isinstance(columns, dict) else {c: c for c in columns}
     out = ["| " + " | ".join(cols.values()) + " |", "|" + "---|" * len(cols)]
-    out += ["| " + " | ".join(_cell(r.get(k)) for k in cols) + " |" for r in rows]
+    out += ["| " + " | ".join(format_value(r.get(k)) for k in cols) + " |" for r in rows]
     return "\n".join(out)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
+from ..notebook import format_value
 from ..patterns import AttentionPattern, describe
 from ..placement import PromptPlacement, SequenceLayout, plain_layout
 
@@ -120,14 +121,6 @@ def read_run(run_dir: str | os.PathLike) -> RunRecord:
                      settings=dict(cfg.get("settings") or {}))
 
 
-def _fmt(v) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
-
 def settings_rows(run: RunRecord) -> list[tuple[str, str]]:
     """``(name, value)`` rows of the run-settings table."""
     mc, train, res = run.model_config, run.meta.get("train") or {}, run.result
@@ -147,11 +140,11 @@ def settings_rows(run: RunRecord) -> list[tuple[str, str]]:
         ("backend", str(mc.get("backend", "?"))),
         ("steps", f"{res.get('step', run.meta.get('step', '?'))} of {train.get('steps', '?')}"
                   + (" (stopped early)" if res.get("stopped") else "")),
-        ("batch size · learning rates", f"{train.get('batch_size', '?')} · prompt {_fmt(train.get('lr_prompt'))}, "
-                                        f"head {_fmt(train.get('lr_head'))} ({train.get('optimizer', '?')}, "
+        ("batch size · learning rates", f"{train.get('batch_size', '?')} · prompt {format_value(train.get('lr_prompt'), 4)}, "
+                                        f"head {format_value(train.get('lr_head'), 4)} ({train.get('optimizer', '?')}, "
                                         f"{train.get('schedule', '?')})"),
         ("held-out accuracy", f"{ev['accuracy']:.4f} on {ev.get('n', '?')} examples" if ev and "accuracy" in ev else "—"),
-        ("time", f"{_fmt(res.get('seconds_per_step'))} s/step, {_fmt(res.get('seconds'))} s in all" if res else "—"),
+        ("time", f"{format_value(res.get('seconds_per_step'), 4)} s/step, {format_value(res.get('seconds'), 4)} s in all" if res else "—"),
         ("trainable parameters", ", ".join(f"{k} {v}" for k, v in (res.get("trainable") or
                                                                     run.meta.get("trainable") or {}).items()) or "—"),
         ("checkpoint", str(run.checkpoint) if run.checkpoint else "—"),

@@ -73,6 +73,7 @@ from ..placement import PromptPlacement
 from ..spread import spread_pattern
 from ..checks import check_int
 from ..choices import DOCUMENT_SETS, SWEEP_REFERENCES, SWEEP_VARIANTS
+from ..notebook import format_value
 
 #: Data variants: the documents as they are, or behind filler tokens (:func:`attnviz.tasks.evidence_far`).
 VARIANTS = SWEEP_VARIANTS
@@ -805,16 +806,6 @@ def _now() -> str:
 
 
 # ---- reports ----------------------------------------------------------------------------------------
-def _fmt(v, digits: int = 3) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        return f"{v:.{digits}g}" if abs(v) < 1000 else f"{v:,.0f}"
-    return str(v)
-
-
 def markdown_table(rows: list[dict], config: SweepConfig, header: dict | None = None) -> str:
     """The results as a markdown table, one row per cell (seeds pooled: mean accuracy and its 95 %
     interval, the method named), with the configuration above it."""
@@ -866,7 +857,7 @@ def markdown_table(rows: list[dict], config: SweepConfig, header: dict | None = 
                 v = " / ".join(f"{x:.3f}" for x in v)
             if k == "accuracy" and v is not None:
                 v = f"{v:.3f}"
-            vals.append(_fmt(v))
+            vals.append(format_value(v, group_ints=False))
         lines.append("| " + " | ".join(vals) + " |")
     return "\n".join(lines) + "\n"
 
