@@ -47,6 +47,7 @@ of its own appended to :data:`REASONS`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -655,6 +656,33 @@ class LayerRule:
         if boundary is not None:
             allowed = and_masks(allowed, boundary)
         return allowed
+
+    def without_parts(self) -> "LayerRule":
+        """The same layer without its mask parts (what the built-in closed forms count)."""
+        return dataclasses.replace(self, extra=())
+
+    def part_pairs(self, per_chunk: int = 1 << 22):
+        """The pairs the layer's mask parts allow, each once, as chunks of long ``(n,)`` ``(q, k)``
+        tensors (causality and boundaries not applied), or None where a part is not ``allow`` or
+        does not enumerate its pairs (:meth:`attnviz.masks.MaskPart.pairs`). Every pair whose
+        reason differs from :meth:`without_parts`' is among them."""
+        if any(extra.role != ALLOW for extra in self.extra):
+            return None
+        sources = [extra.part.pairs(self.length, extra.layer, per_chunk) for extra in self.extra]
+        if any(s is None for s in sources):
+            return None
+
+        def chunks():
+            earlier = []
+            for extra, source in zip(self.extra, sources):
+                for q, k in source:
+                    for fn in earlier:     # a pair of two parts belongs to the first
+                        keep = ~fn(None, None, q, k)
+                        q, k = q[keep], k[keep]
+                    if len(q):
+                        yield q, k
+                earlier.append(extra.mask_fn())
+        return chunks()
 
     def evaluate(self, fn: MaskFn, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """bool, the broadcast shape of ``q`` and ``k``: ``fn`` on index tensors."""

@@ -12,8 +12,9 @@ every ``dilation``-th one), pairs through a global token and random-block pairs 
 only those rows, columns and blocks, future pairs (causal) from the block geometry, and the rest as
 blocked. That is ``O(L * (key blocks in the band + globals) + random pairs)`` work, and equals
 pooling :func:`attnviz.mask_reasons` exactly (tests hold the two together). A layer with mask parts
-(:mod:`attnviz.masks`) is counted from :func:`attnviz.patterns.reason_grid` on blocks of query rows
-instead: exact, ``O(L²)`` time, ``O(L · rows)`` memory.
+(:mod:`attnviz.masks`) is counted in closed form without them, then corrected on the pairs the
+parts enumerate (``O(L²/stride)`` for strided keys), or, for a part that enumerates nothing, from
+:func:`attnviz.patterns.reason_grid` on blocks of query rows: exact either way.
 """
 
 from __future__ import annotations
@@ -168,12 +169,35 @@ def _pooled_reasons(pattern, layout, layer, edges, block, chunk) -> PooledMask:
     e = _check_edges(edges, L)
     bq = _block_of(e)
     nb = len(e) - 1
-    sizes = e[1:] - e[:-1]
     rule = layer_rule(pattern, layout, layer)
+    return PooledMask(edges=tuple(e.tolist()), counts=_rule_counts(rule, e, bq, nb, chunk))
+
+
+def _rule_counts(rule, e: torch.Tensor, bq: torch.Tensor, nb: int, chunk: int | None) -> torch.Tensor:
+    """Reason counts ``(len(REASONS), nb, nb)`` of one layer: closed forms for the built-in parts;
+    mask parts as a correction over the pairs they enumerate, else from the grid."""
     if rule.extra:
-        return PooledMask(edges=tuple(e.tolist()), counts=_grid_counts(rule, e, bq, nb, chunk))
+        pairs = rule.part_pairs()
+        if pairs is None:
+            return _grid_counts(rule, e, bq, nb, chunk)
+        base = rule.without_parts()
+        counts = _rule_counts(base, e, bq, nb, chunk).view(-1)
+        for q, k in pairs:
+            now, before = reason_grid(rule, q, k).long(), reason_grid(base, q, k).long()
+            moved = now != before
+            cell = bq[q[moved]] * nb + bq[k[moved]]
+            counts.index_add_(0, now[moved] * nb * nb + cell, torch.ones_like(cell))
+            counts.index_add_(0, before[moved] * nb * nb + cell, -torch.ones_like(cell))
+        return counts.view(len(REASONS), nb, nb)
     if rule.prefix or rule.sink_count or rule.chunk is not None or rule.document is not None:
-        return PooledMask(edges=tuple(e.tolist()), counts=_zoo_counts(rule, e, bq, nb, chunk))
+        return _zoo_counts(rule, e, bq, nb, chunk)
+    return _band_counts(rule, e, bq, nb, chunk)
+
+
+def _band_counts(rule, e: torch.Tensor, bq: torch.Tensor, nb: int, chunk: int | None) -> torch.Tensor:
+    """Reason counts of a layer of bands, global tokens and random blocks (no zoo part)."""
+    L = rule.length
+    sizes = e[1:] - e[:-1]
     window, dilation, is_global, rand = rule.window, rule.dilation, rule.is_global, rule.random
     causal = rule.causal
     parts = rule.parts()
@@ -183,7 +207,7 @@ def _pooled_reasons(pattern, layout, layer, edges, block, chunk) -> PooledMask:
     counts[FUTURE] = future
     if window is None:  # full attention: every earlier (or every) key is "window"
         counts[WINDOW] = total - future
-        return PooledMask(edges=tuple(e.tolist()), counts=counts)
+        return counts
 
     # Key segments: the blocks, cut further at BigBird block edges when there are random blocks, so
     # that each segment lies in one block and one BigBird block.
@@ -264,7 +288,7 @@ def _pooled_reasons(pattern, layout, layer, edges, block, chunk) -> PooledMask:
 
     # 4. everything else is blocked (outside the window, no global token, no random block).
     counts[BLOCKED] = total - counts[WINDOW] - counts[GLOBAL] - counts[RANDOM] - counts[FUTURE]
-    return PooledMask(edges=tuple(e.tolist()), counts=counts)
+    return counts
 
 
 def _grid_counts(rule, e: torch.Tensor, bq: torch.Tensor, nb: int, chunk: int | None) -> torch.Tensor:

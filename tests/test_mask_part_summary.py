@@ -116,3 +116,12 @@ def test_saved_parsed_and_refused():
         SummaryColumns(4, 5)
     with pytest.raises(ValueError, match="invalid summary setting '16,2,1'"):
         part_from_text("summary:16,2,1")
+
+
+@pytest.mark.parametrize("part, L", [(SummaryColumns(3), 10), (SummaryColumns(4, 2), 9), (SummaryColumns(20, 5), 7)])
+def test_pairs_enumerate_each_allowed_pair_once(part, L):
+    got = torch.zeros(L, L, dtype=torch.int64)
+    for q, k in part.pairs(L, 0, per_chunk=4):
+        got.index_put_((q, k), torch.ones_like(q), accumulate=True)
+    q, k = torch.arange(L)[:, None], torch.arange(L)[None, :]
+    assert torch.equal(got, part.mask_fn(L, 0)(None, None, q, k).expand(L, L).long())

@@ -236,3 +236,33 @@ def test_native_families_refuse_parts():
     model = tiny_model("mistral")
     with pytest.raises(ValueError, match=r"cannot express parts=\(Strided\(stride=8\),\) natively.*with_pattern"):
         to_native(AttentionPattern(window=8, causal=True, parts=(Strided(8),)), model)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS[:3] + PATTERNS[4:], ids=describe)
+def test_views_without_the_part_closed_forms(pattern, monkeypatch):
+    """A part that gives neither ``reach`` nor ``pairs``: every view evaluates its mask function on
+    the grid (row blocks) and still equals the dense reference."""
+    monkeypatch.setattr(Strided, "pairs", lambda self, *a, **k: None)
+    monkeypatch.setattr(Strided, "reach", lambda self, *a, **k: None)
+    n = 3
+    masks = build_masks(pattern, LAYOUT, n)
+    got = spread_pattern(pattern, LAYOUT, n, [5, 20])
+    assert torch.equal(got.reached, spread(masks, [5, 20]).reached)
+    for layer in range(n):
+        assert torch.equal(keys_per_query(pattern, LAYOUT, layer), masks[layer].sum(-1))
+        edges = block_edges(37, 5, LAYOUT)
+        got = pooled_reasons(pattern, LAYOUT, layer, edges)
+        assert torch.equal(got.counts, pool_counts(mask_reasons(pattern, LAYOUT, layer), edges, len(REASONS)))
+
+
+@pytest.mark.parametrize("part, L", [(Strided(3), 10), (Strided((4, None)), 9), (Strided(20), 7)])
+def test_pairs_enumerate_each_allowed_pair_once(part, L):
+    for layer in range(part.num_layers or 1):
+        fn = part.mask_fn(L, layer)
+        chunks = list(part.pairs(L, layer, per_chunk=5))
+        got = torch.zeros(L, L, dtype=torch.int64)
+        for q, k in chunks:
+            got.index_put_((q, k), torch.ones_like(q), accumulate=True)
+        want = torch.zeros(L, L, dtype=torch.int64) if fn is None else fn(None, None, torch.arange(L)[:, None],
+                                                                          torch.arange(L)[None, :]).long()
+        assert torch.equal(got, want)

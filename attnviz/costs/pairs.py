@@ -86,14 +86,26 @@ def keys_per_query(pattern: AttentionPattern, layout: SequenceLayout | int, laye
     ``|W| + |G| - |G∩W| + |R| - |R∩W| - |R∩G| + |R∩W∩G|``. Window terms are arithmetic progressions
     ``q + t·d``, counted with per-residue prefix sums of the column mask. A query in the prefix
     (``q < P``) sees the prefix of its document, plus the terms above over the keys ``>= P``.
-    A layer with mask parts (:mod:`attnviz.masks`) is counted from its mask function, row block by
+    A layer with mask parts (:mod:`attnviz.masks`) is counted without them and corrected on the pairs
+    the parts enumerate, or, for a part that enumerates nothing, from its mask function row block by
     row block (O(L²) time).
     """
-    layout = as_layout(layout)
-    L = layout.length
-    rule = layer_rule(pattern, layout, layer)
+    return _keys_of_rule(layer_rule(pattern, as_layout(layout), layer))
+
+
+def _keys_of_rule(rule) -> torch.Tensor:
+    """int64 ``(L,)`` keys per query of one layer (see :func:`keys_per_query`)."""
+    L = rule.length
     if rule.extra:
-        return _counted_rows(rule)
+        pairs = rule.part_pairs()
+        if pairs is None:
+            return _counted_rows(rule)
+        base = rule.without_parts()
+        out = _keys_of_rule(base)
+        for q, k in pairs:   # pairs a part adds: allowed now, not before
+            added = rule.evaluate(rule.mask_fn(), q, k) & ~base.evaluate(base.mask_fn(), q, k)
+            out += torch.bincount(q[added], minlength=L)
+        return out
     window, d = rule.window, rule.dilation
     q = torch.arange(L)
     if rule.document is None:

@@ -30,9 +30,10 @@ would have to be opened for it, which only the built-in ``prefix_lm`` does.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, Iterator
 
 import numpy as np
+import torch
 
 #: The pairs of the part join the allowed union (then ``k <= q`` under causal).
 ALLOW = "allow"
@@ -90,6 +91,14 @@ class MaskPart:
                 raise ValueError(f"invalid {cls.name} setting {entry.strip()!r} in {text!r}: give an int "
                                  f"or one per layer with 'none' for layers without it (8,8,none)") from None
         return cls(values[0] if len(values) == 1 else tuple(values))
+
+    def pairs(self, length: int, layer: int, per_chunk: int = 1 << 22) -> Iterator[tuple[torch.Tensor, torch.Tensor]] | None:
+        """Optional, for :data:`ALLOW` parts whose pairs are few (``O(L²/stride)``): every ``(q, k)``
+        pair the part allows in ``layer``, once each, ignoring causality, as long ``(n,)`` tensors in
+        chunks of about ``per_chunk``; or None. With it, pooled reasons and pair counts take the
+        built-in parts' closed forms and correct only these pairs, instead of evaluating the
+        ``(L, L)`` grid."""
+        return None
 
     def describe(self) -> str:
         """A short label for figure titles, e.g. ``"strided 8"``."""

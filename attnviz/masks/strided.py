@@ -81,6 +81,27 @@ class Strided(MaskPart):
         hit = np.logical_or.accumulate(by_class, axis=0) if causal else np.broadcast_to(by_class.any(0), by_class.shape)
         return hit.reshape(-1)[:L].copy()
 
+    def pairs(self, length: int, layer: int, per_chunk: int = 1 << 22):
+        """The diagonals ``q - k = j * stride``, ``|j * stride| < L``, a few per chunk."""
+        stride = self.stride_at(layer)
+        if stride is None:
+            return iter(())
+        offsets = np.arange(-((length - 1) // stride), (length - 1) // stride + 1) * stride
+        return _diagonals(length, offsets, per_chunk)
+
     def describe(self) -> str:
         s = self.stride
         return "strided " + (",".join("none" if v is None else str(v) for v in s) if isinstance(s, tuple) else str(s))
+
+
+def _diagonals(length: int, offsets: np.ndarray, per_chunk: int):
+    """``(q, k)`` with ``q - k`` in ``offsets``, both in ``[0, length)``, grouped into chunks."""
+    group, size = [], 0
+    for o in offsets.tolist():
+        group.append(o)
+        size += length - abs(o)
+        if size >= per_chunk or o == offsets[-1]:
+            q = torch.cat([torch.arange(max(o, 0), min(length, length + o)) for o in group])
+            k = q - torch.cat([torch.full((length - abs(o),), o) for o in group])
+            yield q, k
+            group, size = [], 0

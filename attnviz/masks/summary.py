@@ -65,6 +65,15 @@ class SummaryColumns(MaskPart):
             out[columns[0] if causal else 0:] = True
         return out
 
+    def pairs(self, length: int, layer: int, per_chunk: int = 1 << 22):
+        """Every query with every summary column, a few columns per chunk."""
+        k_all = torch.arange(length)
+        columns = k_all[k_all % self.stride >= self.stride - self.width]
+        step = max(1, per_chunk // length)
+        for start in range(0, len(columns), step):
+            cols = columns[start:start + step]
+            yield k_all.repeat(len(cols)), cols.repeat_interleave(length)
+
     @classmethod
     def from_text(cls, text: str) -> "SummaryColumns":
         """``"16"`` -> ``SummaryColumns(16)``, ``"16,2"`` -> ``SummaryColumns(16, width=2)``."""
