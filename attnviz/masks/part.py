@@ -16,12 +16,14 @@ A part states
 * :meth:`MaskPart.mask_fn`: the rule itself, a FlexAttention / transformers mask function
   ``(b, h, q_idx, kv_idx) -> bool`` for one layer (None where the part is absent in that layer);
 * optionally :meth:`MaskPart.reach`, its closed form for the structural reach
-  (:func:`attnviz.spread_pattern`), which otherwise evaluates the rule row block by row block.
+  (:func:`attnviz.spread_pattern`: ``O(L)`` per layer), and :meth:`MaskPart.pairs`, the pairs it
+  allows when they are few (``O(L²/stride)``): pooled reasons, pair counts and block tables then
+  count the built-in parts in closed form and correct only those pairs.
 
 Everything else — dense masks, reason codes, FlexAttention ``mask_mod`` and block tables, the
-pooled figures, pair counts and costs, saving and loading a pattern — follows from these, exactly
-(the structural views fall back to evaluating :meth:`~MaskPart.mask_fn` on blocks of query rows:
-``O(L²)`` time, ``O(L · 4096)`` memory, where the built-in parts have closed forms).
+pooled figures, pair counts and costs, saving and loading a pattern — follows from these, exactly.
+A part without ``reach`` / ``pairs`` still works everywhere: those views then evaluate
+:meth:`~MaskPart.mask_fn` on blocks of query rows (``O(L²)`` time, a few million cells of memory).
 
 An exception to causality (as the prefix-LM) is not a role here: a decoder's own causal mask
 would have to be opened for it, which only the built-in ``prefix_lm`` does.
