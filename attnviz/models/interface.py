@@ -72,7 +72,7 @@ from ..tiled_attention import tiled_attention
 from ..placement import SequenceLayout
 from .anatomy import base_model, is_cross_attention, max_positions, self_attention_layers
 from .anatomy import text_config as text_config_of
-from .families import OWN_ATTENTION
+from .families import FAMILIES, OWN_ATTENTION
 
 from ..choices import BACKENDS  # noqa: E402  (defined once, torch-free)
 
@@ -487,7 +487,9 @@ def check_supported(model: PreTrainedModel) -> None:
         raise ValueError(
             f"{type(model).__name__} (model_type={model_type!r}) does not route attention through transformers' "
             f"AttentionInterface, so with_pattern cannot reach it; supported are models such as BERT, GPT-2, "
-            f"Llama, Mistral; for Longformer / BigBird / LED use attnviz.models.native"
+            f"Llama, Mistral"
+            + (f"; {model_type} is a native family: translate the pattern with attnviz.models.native.to_native and "
+               f"apply_native" if model_type in FAMILIES else "; for Longformer / BigBird / LED use attnviz.models.native")
         )
 
 

@@ -7,7 +7,11 @@ can change on loaded weights), ``GLOBAL_TOKENS``, ``read_pattern`` (what the mod
 family is one module with those names and one entry per model type below.
 """
 
-from . import bigbird, chunked, layer_typed, longformer, sliding
+from . import bigbird
+from . import chunked
+from . import layer_typed
+from . import longformer
+from . import sliding
 from .common import NativeArgs
 
 #: model_type -> family module, in the order error messages list them.
@@ -22,4 +26,5 @@ FAMILIES = {
 #: model types whose attention does not go through transformers' AttentionInterface.
 OWN_ATTENTION = ("longformer", "led", "big_bird", "bigbird_pegasus")
 
-__all__ = ["FAMILIES", "OWN_ATTENTION", "NativeArgs", "bigbird", "chunked", "layer_typed", "longformer", "sliding"]
+__all__ = ["FAMILIES", "OWN_ATTENTION", "NativeArgs",
+           *sorted({module.__name__.rsplit(".", 1)[1] for module in FAMILIES.values()})]
