@@ -10,6 +10,7 @@ family is one module with those names and one entry per model type below.
 from . import bigbird
 from . import chunked
 from . import layer_typed
+from . import local_global
 from . import longformer
 from . import sliding
 from .common import NativeArgs
@@ -21,6 +22,7 @@ FAMILIES = {
     "mistral": sliding, "qwen2": sliding,
     "gemma2": layer_typed, "gemma3_text": layer_typed, "gpt_oss": layer_typed, "modernbert": layer_typed,
     "llama4_text": chunked,
+    "gpt_neo": local_global,
 }
 
 #: model types whose attention does not go through transformers' AttentionInterface.
