@@ -182,12 +182,11 @@ def _rule_counts(rule, e: torch.Tensor, bq: torch.Tensor, nb: int, chunk: int | 
             return _grid_counts(rule, e, bq, nb, chunk)
         base = rule.without_parts()
         counts = _rule_counts(base, e, bq, nb, chunk).view(-1)
-        for q, k in pairs:
-            now, before = reason_grid(rule, q, k).long(), reason_grid(base, q, k).long()
-            moved = now != before
-            cell = bq[q[moved]] * nb + bq[k[moved]]
-            counts.index_add_(0, now[moved] * nb * nb + cell, torch.ones_like(cell))
-            counts.index_add_(0, before[moved] * nb * nb + cell, -torch.ones_like(cell))
+        n = counts.numel()
+        for q, k in pairs:   # each pair leaves its reason without the parts for its reason with them
+            cell = bq[q] * nb + bq[k]
+            counts += torch.bincount(reason_grid(rule, q, k).long() * (nb * nb) + cell, minlength=n)
+            counts -= torch.bincount(reason_grid(base, q, k).long() * (nb * nb) + cell, minlength=n)
         return counts.view(len(REASONS), nb, nb)
     if rule.prefix or rule.sink_count or rule.chunk is not None or rule.document is not None:
         return _zoo_counts(rule, e, bq, nb, chunk)
