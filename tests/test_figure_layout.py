@@ -83,6 +83,17 @@ def _figures() -> dict:
     grad = prompt_influence(model, prompt, batch, AttentionPattern(window=4), PromptPlacement("prefix", 4),
                             method="gradient")
     figs["attribution"] = attribution_figure(grad)
+    # the evidence studies' figures (issue #15), drawn from the committed tables as the notebooks draw them
+    from attnviz.notebook import load_results
+    from attnviz.plots.evidence import interval_figure, position_figure, prompt_words_table
+    from attnviz.prompts.nearest import nearest_tokens
+
+    placement = [dict(r, key=r["key"].removesuffix("-pos1")) for r in load_results("placement_global_w128")["rows"]]
+    figs["evidence intervals"] = interval_figure(placement, chance=0.235,
+                                                 title="Placement × global prompt at window 128 (2026-12-04, 3 seeds × 200 articles)")
+    figs["evidence position"] = position_figure(load_results("evidence_position")["rows"])
+    figs["prompt words table"] = prompt_words_table(nearest_tokens(prompt, model, k=3), positions=(1, 2, 3, 4),
+                                                    source="run, step 40")
     return figs
 
 

@@ -21,7 +21,13 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ._style import FONT, NOTEBOOK_WIDTH, OKABE_ITO, TEMPLATE
+from ._style import FONT, NOTEBOOK_WIDTH, OKABE_ITO, TEMPLATE, wrap_subtitle
+
+
+def _titled(title: str, sub: str, width: int) -> str:
+    """The title over a 15 px subtitle wrapped to the figure's width (``<sup>`` draws 12.6 px,
+    under the house minimum of 14)."""
+    return f"{title}<br><span style='font-size:15px'>{wrap_subtitle(sub, width)}</span>"
 
 
 def _window(w) -> str:
@@ -64,8 +70,8 @@ def interval_figure(rows: list[dict], *, title: str = "Held-out accuracy (bars: 
         fig.add_vline(x=chance, line=dict(color="#555", dash="dash", width=1.5))
     fig.update_layout(
         template=TEMPLATE, font=FONT, width=width, height=200 + 30 * len(labels), barmode="overlay",
-        title=dict(text=f"{title}<br><sup>{_method(rows)}"
-                        + ("" if chance is None else f"; dashed: chance {chance:.3f}") + "</sup>", x=0.5, xanchor="center"),
+        title=dict(text=_titled(title, _method(rows) + ("" if chance is None else f" · dashed: chance {chance:.3f}"),
+                                width), x=0.5, xanchor="center"),
         xaxis=dict(title_text="held-out accuracy", range=[0, 1.05], tickformat=".0%"),
         yaxis=dict(categoryorder="array", categoryarray=labels, autorange="reversed", automargin=True),
         legend=dict(orientation="h", x=0.5, xanchor="center", yref="container", y=0, yanchor="bottom"),
@@ -123,9 +129,9 @@ def position_figure(rows: list[dict], *, title: str = "Where the window stops se
     fig.update_yaxes(title_text="accuracy", range=[0, 1.05], tickformat=".0%", row=1, col=1)
     fig.update_yaxes(title_text="relative change of [CLS]", type="log", row=1, col=2)
     fig.update_layout(template=TEMPLATE, font=FONT, width=width, height=560,
-                      title=dict(text=f"{title}<br><sup>{_method(rows)}</sup>", x=0.5, xanchor="center"),
+                      title=dict(text=_titled(title, _method(rows), width), x=0.5, xanchor="center"),
                       legend=dict(orientation="h", x=0.5, xanchor="center", yref="container", y=0, yanchor="bottom"),
-                      margin=dict(l=70, r=20, t=110, b=150))
+                      margin=dict(l=70, r=20, t=125, b=150))
     return fig
 
 
@@ -162,8 +168,8 @@ def prompt_words_figure(words: list, *, title: str = "What the prompt says: near
     fig.update_xaxes(title_text="training step", type="category", row=1, col=1)
     fig.update_xaxes(title_text="L2 norm", row=1, col=2)
     fig.update_layout(template=TEMPLATE, font=FONT, width=width, height=260 + 34 * n,
-                      title=dict(text=f"{title}<br><sup>dashed: median norm of real token embeddings "
-                                      f"({last.embedding_norm:.2f})</sup>", x=0.5, xanchor="center"),
+                      title=dict(text=_titled(title, f"dashed: median norm of real token embeddings "
+                                                     f"({last.embedding_norm:.2f})", width), x=0.5, xanchor="center"),
                       margin=dict(l=70, r=20, t=110, b=150))
     return fig
 
@@ -173,30 +179,36 @@ def prompt_words_table(words, *, positions=None, k: int = 3, source: str | None 
     """One prompt's :class:`~attnviz.prompts.nearest.PromptWords` as a table, one row per prompt
     vector: its index, its position in the sequence (``positions``, e.g. ``layout.prompt_positions``;
     left out when None), its L2 norm and its ``k`` nearest vocabulary tokens with their cosines
-    (nearest first). The title names ``source`` and the median norm of real token embeddings, the
-    scale to read the norms against."""
+    (nearest first). The subtitle names ``source`` and the median norm of real token embeddings,
+    the scale to read the norms against.
+
+    Spaces in the table are non-breaking: plotly.js wraps every table text that has a space by
+    measuring it, and a figure first drawn before it is on screen (a widget in a notebook) measures
+    nothing and leaves those columns blank (seen in JupyterLab)."""
     k = min(k, words.ids.shape[1])
     n = len(words.tokens)
-    cols = {"prompt vector": [str(j) for j in range(n)]}
+    cols = {"vector": [str(j) for j in range(n)]}
     if positions is not None:
         if len(positions) != n:
             raise ValueError(f"{len(positions)} positions for {n} prompt vectors")
         cols["position"] = [str(p) for p in positions]
     cols["norm"] = [f"{float(v):.2f}" for v in words.norm]
-    cols[f"nearest tokens (cosine), {k} of the vocabulary"] = [
+    cols["nearest tokens (cosine)"] = [
         ",  ".join(f"{t} {float(c):.3f}" for t, c in zip(words.tokens[j][:k], words.cosine[j, :k])) for j in range(n)]
-    narrow = 90
+    nbsp = lambda text: text.replace(" ", "\u00a0")                  # no wrapping, see above
+    cols = {nbsp(h): [nbsp(v) for v in col] for h, col in cols.items()}
+    narrow = 80
     widths = [narrow] * (len(cols) - 1) + [width - 40 - narrow * (len(cols) - 1)]
     fig = go.Figure(go.Table(
         columnwidth=widths,
-        header=dict(values=[f"<b>{c}</b>" for c in cols], fill_color="#e8eef5", align="left", height=30,
-                    font=dict(size=14, color="#222")),
+        header=dict(values=list(cols), fill_color="#e8eef5", align="left", height=30,     # bold by weight, not
+                    font=dict(size=14, color="#222", weight="bold")),                     # <b> (clipped in Lab)
         cells=dict(values=list(cols.values()), align="left", height=28, font=dict(size=14, color="#222"),
                    fill_color=[["#ffffff", "#f6f6f6"] * (n // 2 + 1)])))
-    what = f"{source}: " if source else ""
+    what = f"{source} · " if source else ""
     fig.update_layout(template=TEMPLATE, font=FONT, width=width, height=130 + 28 * n + 30,
-                      title=dict(text=f"What the prompt says: {what}nearest tokens per prompt vector<br><sup>cosine over the "
-                                      f"input embeddings; median norm of real tokens {words.embedding_norm:.2f}</sup>",
-                                 x=0.5, xanchor="center"),
+                      title=dict(text=_titled("What the prompt says: nearest tokens per prompt vector",
+                                              f"{what}cosine over the input embeddings · median norm of real tokens "
+                                              f"{words.embedding_norm:.2f}", width), x=0.5, xanchor="center"),
                       margin=dict(l=20, r=20, t=90, b=10))
     return fig

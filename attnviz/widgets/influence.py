@@ -237,7 +237,7 @@ def influence_view(model, tokenizer, settings: InfluenceSettings, *, max_side: i
         raise ValueError(f"head {s.head} is outside 0..{heads - 1} (or 'mean')")
     pattern = s.pattern(causal=is_causal(model))
     pattern.check_layers(n_layers)
-    weight, source, _ = prompt_vectors(model, tokenizer, s)
+    weight, source, meta = prompt_vectors(model, tokenizer, s)
     run = prompt_on_text(model, tokenizer, s.text, weight, pattern, s.placement_, layers=(s.layer,),
                          method=s.method, max_side=max_side)
     layout, inputs, maps, influence = run.layout, run.inputs, run.maps, run.influence
@@ -245,7 +245,11 @@ def influence_view(model, tokenizer, settings: InfluenceSettings, *, max_side: i
     att = attention_parts(maps, layout, s.layer, s.head, tokens=tokens)
     inf = influence_figure(influence, example=0, log=s.log)
     words = prompt_words(model, tokenizer, weight)
-    table = prompt_words_table(words, positions=layout.prompt_positions, k=WORDS_K, source=source)
+    label = source
+    if meta is not None:                                       # ".../run/checkpoints/step-00000040" -> "run, step 40"
+        folder = Path(source)
+        label = f"{folder.parent.parent.name}, step {meta.get('step', folder.name)}"
+    table = prompt_words_table(words, positions=layout.prompt_positions, k=WORDS_K, source=label)
     return InfluenceView(settings=s, pattern=pattern, layout=layout, prompt=weight, prompt_source=source,
                          inputs=inputs, maps=maps, influence=influence, attention=att, influence_fig=_parts(inf),
                          tokens=tokens, backend=run.backend, words=words, words_fig=_parts(table))
