@@ -17,7 +17,7 @@ import pytest
 
 from attnviz.plots import FigureParts
 from attnviz.widgets import PatternExplorer, apply_parts
-from attnviz.widgets._base import LiveFigure
+from attnviz.widgets.live_figure import LiveFigure
 
 _MSGS = ["_py2js_update", "_py2js_relayout", "_py2js_restyle", "_py2js_addTraces", "_py2js_deleteTraces"]
 

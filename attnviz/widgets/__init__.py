@@ -3,7 +3,8 @@
 Each explorer is ``controls`` (ipywidgets) → a frozen settings object → *one pure function* of the
 library → ``figures`` (plotly ``FigureWidget`` s) updated in place, with bad values shown as a
 message in the UI and an offline HTML export. The shared wiring is :class:`Explorer`
-(``attnviz/widgets/_base.py``); each explorer is one module:
+(``attnviz/widgets/_base.py``), figures that update in place are ``live_figure.py``
+(:func:`apply_parts`, ``LiveFigure``); each explorer is one module:
 
 * :class:`PatternExplorer` (``pattern.py``): windows, globals, placement → mask and spread views
   (:func:`pattern_view`, structural: no dense masks).
@@ -19,7 +20,8 @@ with a settings dataclass, its pure function and an :class:`Explorer` subclass, 
 in :mod:`attnviz.explore` that builds and shows it.
 """
 
-from ._base import Explorer, apply_parts, parse_ints
+from ._base import Explorer, parse_ints
+from .live_figure import apply_parts
 from .pattern import PatternExplorer, PatternSettings, PatternView, pattern_view
 from .costs import CostExplorer, CostSettings, CostView, cost_view
 from .influence import InfluenceExplorer, InfluenceSettings, InfluenceView, influence_view

@@ -21,7 +21,8 @@ from ..costs import (DEFAULT_FLOPS_PER_SECOND, MEASURABLE as BACKENDS, DTYPES, C
 from ..patterns import AttentionPattern
 from ..plots import FigureParts
 from ..plots.costs import cost_figure, cost_parts
-from ._base import control_row, Explorer, LiveFigure, apply_parts
+from ._base import control_row, Explorer
+from .live_figure import LiveFigure, apply_parts
 
 #: Longest sequence on the length slider.
 MAX_LENGTH = 32_768

@@ -28,7 +28,8 @@ from ..plots import NOTEBOOK_WIDTH, FigureParts, step_slider
 from ..plots.masks import mask_parts
 from ..plots.spread import spread_parts
 from ..spread import Spread, one_thread as _one_thread, spread_pattern
-from ._base import control_row, Explorer, LiveFigure, apply_parts, parse_ints
+from ._base import control_row, Explorer, parse_ints
+from .live_figure import LiveFigure, apply_parts
 
 #: Longest sequence the explorer draws (positions, prompt and special tokens included).
 MAX_POSITIONS = 2**17

@@ -46,7 +46,8 @@ from pathlib import Path
 import ipywidgets as widgets
 
 from ..plots.training import training_figure, training_parts
-from ._base import LiveFigure, ShowOnce, apply_parts
+from ._base import ShowOnce
+from .live_figure import LiveFigure, apply_parts
 
 #: Seconds between redraws of the curves while steps arrive faster than that.
 MIN_INTERVAL_S = 0.25
