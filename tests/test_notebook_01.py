@@ -23,6 +23,13 @@ def test_patterns_costs_and_receptive_field(text):
     assert "| sliding (Longformer) | `window=8` | 556 |" in text       # 64*9 - 2*(4+3+2+1)
     assert "| causal sliding (Mistral) | `causal window=8` | 484 |" in text   # 64*8 - 28
     assert "Six patterns on 64 tokens" in text
+    # 1c, the Sparse Transformer as mask parts; by hand on 64 positions, stride 8: the causal window
+    # 64*8 - 28 = 484; strided adds floor(q/8) keys per query (8 * (0+1+..+7) = 224); fixed = 8 blocks
+    # of 36 + the same 224 block ends. Two layers from token 0: 15 tokens (2 windows) against all 64.
+    assert "| causal window 8 alone | `causal window=8` | 484 | 15 |" in text
+    assert "| strided (window ∪ every 8th) | `causal window=8, strided 8` | 708 | 64 |" in text
+    assert "| fixed (blocks ∪ block ends) | `full causal attention, chunk=8, summary columns 1/8` | 512 | 64 |" in text
+    assert "mask parts: strided, summary" in text
     full = attention_cost(None, 16384, 12, 12, 64)
     win = attention_cost(AttentionPattern(window=512), 16384, 12, 12, 64, implementation="sparse")
     assert f"| 16,384 | {full.pairs:,} | {win.pairs:,} | {full.peak_bytes / 2**20:,.0f} |" in text
