@@ -27,7 +27,6 @@ import ipywidgets as widgets
 import plotly.graph_objects as go
 
 from ..plots.export import write_images
-from .live_figure import LiveFigure, apply_parts  # noqa: F401  (the explorers' figures)
 
 #: Seconds a burst of control changes is collected before one redraw (inside a running kernel).
 DEBOUNCE_S = 0.08

@@ -34,7 +34,8 @@ from ..plots import FigureParts
 from ..plots.attention import attention_figure, attention_parts
 from ..plots.evidence import prompt_words_table
 from ..prompts.nearest import PromptWords, nearest_tokens
-from ._base import control_row, Explorer, LiveFigure, apply_parts, parse_ints
+from ._base import control_row, Explorer, parse_ints
+from .live_figure import LiveFigure, apply_parts
 from .pattern import FULL, _window_label
 
 #: Prompt sources that are not files: ``SoftPrompt.init`` with ``init="text"`` ([SEP] copies + noise),
