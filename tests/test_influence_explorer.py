@@ -238,3 +238,25 @@ def test_words_of_a_hand_made_checkpoint_prompt(model, tok, tmp_path):
     assert "bad" not in words.tokens[2]
     assert float(words.cosine[2, 0]) < 1.0
     assert "run, step 5 · cosine" in ex.figures["words"].layout.title.text
+
+
+def test_words_show_where_a_trained_prompt_started(model, tok, tmp_path):
+    """A run with two checkpoints: step 5 holds the embeddings of "good" and "film" (cosine 1), step 10
+    the same vectors moved by hand (good + 2 * bad; film scaled by 4). The table of the newest
+    checkpoint shows, per vector, where it started (token, cosine 1.000, norm) beside where it is."""
+    emb = model.get_input_embeddings().weight.detach().float()
+    good, film, bad = tok.convert_tokens_to_ids(["good", "film", "bad"])
+    start = torch.stack([emb[good], emb[film]])
+    moved = torch.stack([emb[good] + 2 * emb[bad], 4 * emb[film]])
+    save_checkpoint(step_dir(tmp_path / "run", 5), {"prompt.weight": start}, {"step": 5})
+    save_checkpoint(step_dir(tmp_path / "run", 10), {"prompt.weight": moved}, {"step": 10})
+    ex = InfluenceExplorer(model, tok, text=TEXT, prompt=str(tmp_path / "run"), window=4)
+    table = _table(ex)
+    norms = emb[[good, film]].norm(dim=1)
+    assert table["at step 5"] == [f"good 1.000 · {float(norms[0]):.2f}", f"film 1.000 · {float(norms[1]):.2f}"]
+    assert table["norm"] == [f"{float(v):.2f}" for v in moved.norm(dim=1)]
+    assert table["nearest tokens (cosine)"][1].startswith("film 1.000")     # scaling keeps the direction
+    assert not table["nearest tokens (cosine)"][0].startswith("good 1.000")  # good + 2 bad has left "good"
+    assert "run, step 10" in ex.figures["words"].layout.title.text
+    ex.set(prompt=str(tmp_path / "run" / "checkpoints" / "step-00000005"))  # the first checkpoint itself:
+    assert "at step 5" not in _table(ex)                                    # nothing earlier to show

@@ -174,13 +174,15 @@ def prompt_words_figure(words: list, *, title: str = "What the prompt says: near
     return fig
 
 
-def prompt_words_table(words, *, positions=None, k: int = 3, source: str | None = None,
-                       width: int = NOTEBOOK_WIDTH) -> go.Figure:
+def prompt_words_table(words, *, positions=None, k: int = 3, source: str | None = None, first=None,
+                       first_step: int | None = None, width: int = NOTEBOOK_WIDTH) -> go.Figure:
     """One prompt's :class:`~attnviz.prompts.nearest.PromptWords` as a table, one row per prompt
     vector: its index, its position in the sequence (``positions``, e.g. ``layout.prompt_positions``;
     left out when None), its L2 norm and its ``k`` nearest vocabulary tokens with their cosines
     (nearest first). The subtitle names ``source`` and the median norm of real token embeddings,
-    the scale to read the norms against.
+    the scale to read the norms against. With ``first`` (the same prompt's
+    :class:`~attnviz.prompts.nearest.PromptWords` at an earlier checkpoint, ``first_step``) a column
+    shows where each vector started: its nearest token, cosine and norm then — how far training moved it.
 
     Spaces in the table are non-breaking: plotly.js wraps every table text that has a space by
     measuring it, and a figure first drawn before it is on screen (a widget in a notebook) measures
@@ -192,13 +194,19 @@ def prompt_words_table(words, *, positions=None, k: int = 3, source: str | None 
         if len(positions) != n:
             raise ValueError(f"{len(positions)} positions for {n} prompt vectors")
         cols["position"] = [str(p) for p in positions]
+    if first is not None:
+        if len(first.tokens) != n:
+            raise ValueError(f"the earlier prompt has {len(first.tokens)} vectors, this one {n}")
+        cols[f"at step {first_step}" if first_step is not None else "before"] = [
+            f"{first.tokens[j][0]} {float(first.cosine[j, 0]):.3f} · {float(first.norm[j]):.2f}" for j in range(n)]
     cols["norm"] = [f"{float(v):.2f}" for v in words.norm]
     cols["nearest tokens (cosine)"] = [
         ",  ".join(f"{t} {float(c):.3f}" for t, c in zip(words.tokens[j][:k], words.cosine[j, :k])) for j in range(n)]
     nbsp = lambda text: text.replace(" ", "\u00a0")                  # no wrapping, see above
     cols = {nbsp(h): [nbsp(v) for v in col] for h, col in cols.items()}
-    narrow = 80
-    widths = [narrow] * (len(cols) - 1) + [width - 40 - narrow * (len(cols) - 1)]
+    narrow, start = 80, 190
+    widths = [start if h.startswith(("at\u00a0step", "before")) else narrow for h in list(cols)[:-1]]
+    widths.append(width - 40 - sum(widths))
     fig = go.Figure(go.Table(
         columnwidth=widths,
         header=dict(values=list(cols), fill_color="#e8eef5", align="left", height=30,     # bold by weight, not

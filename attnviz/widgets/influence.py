@@ -212,6 +212,21 @@ def prompt_words(model, tokenizer, weight: torch.Tensor, k: int = WORDS_K) -> Pr
     return _WORDS_CACHE[key]
 
 
+def _first_checkpoint_words(model, tokenizer, source: str, meta: dict | None) -> tuple[PromptWords | None, int | None]:
+    """The words of the oldest checkpoint the run kept, when the prompt is a later checkpoint of a
+    run (how far training moved each vector); ``(None, None)`` otherwise."""
+    from ..prompts.checkpoints import list_checkpoints
+
+    if meta is None:
+        return None, None
+    folder = Path(source)
+    kept = list_checkpoints(folder.parent.parent)
+    if not kept or kept[0].resolve() == folder.resolve():
+        return None, None
+    weight, first_meta, _ = checkpoint_prompt(kept[0])
+    return prompt_words(model, tokenizer, weight), int(first_meta.get("step", 0))
+
+
 def influence_view(model, tokenizer, settings: InfluenceSettings, *, max_side: int = MAX_SIDE) -> InfluenceView:
     """Everything the influence explorer draws for ``settings`` on ``model`` (eval mode, frozen).
 
@@ -250,7 +265,9 @@ def influence_view(model, tokenizer, settings: InfluenceSettings, *, max_side: i
     if meta is not None:                                       # ".../run/checkpoints/step-00000040" -> "run, step 40"
         folder = Path(source)
         label = f"{folder.parent.parent.name}, step {meta.get('step', folder.name)}"
-    table = prompt_words_table(words, positions=layout.prompt_positions, k=WORDS_K, source=label)
+    first, first_step = _first_checkpoint_words(model, tokenizer, source, meta)
+    table = prompt_words_table(words, positions=layout.prompt_positions, k=WORDS_K, source=label, first=first,
+                               first_step=first_step)
     return InfluenceView(settings=s, pattern=pattern, layout=layout, prompt=weight, prompt_source=source,
                          inputs=inputs, maps=maps, influence=influence, attention=att, influence_fig=_parts(inf),
                          tokens=tokens, backend=run.backend, words=words, words_fig=_parts(table))
