@@ -21,6 +21,7 @@ import torch
 from attnviz import PromptPlacement, plain_layout
 from attnviz import assets
 from attnviz.plots.bertviz_view import MAX_TOKENS, TOKEN_COLORS, head_view, inline_js, model_view, token_labels
+from _browser import offline_router
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -321,13 +322,7 @@ def test_views_draw_offline_in_chromium(js_assets, tmp_path):
     t0 = time.monotonic()
     external, failed, errors, console_errors = [], [], [], []
 
-    def route(r):
-        url = r.request.url
-        if url.startswith(("file:", "about:", "data:")):
-            r.continue_()
-        else:
-            external.append(url)
-            r.abort()
+    route = offline_router(("file:", "about:", "data:"), external)
 
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from attnviz import AttentionPattern, PromptPlacement, spread_pattern
+from _browser import lab_origins, FILE_ORIGINS, offline_router
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -106,13 +107,7 @@ def test_start_notebook_explorer_and_bertviz_in_jupyterlab(lab):
     timings = {}
     external, failed, errors, console = [], [], [], []
 
-    def route(r):
-        url = r.request.url
-        if url.startswith((base, "ws://127.0.0.1", "data:", "blob:", "about:")):
-            r.continue_()
-        else:
-            external.append(url)
-            r.abort()
+    route = offline_router(lab_origins(base), external)
 
     def on_failed(req):
         # a kernel websocket closing when the page goes away is not a failure of the page
@@ -231,12 +226,7 @@ def test_exported_explorer_page_moves_without_a_kernel(tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     external, errors = [], []
 
-    def route(r):
-        if r.request.url.startswith(("file:", "data:", "about:", "blob:")):
-            r.continue_()
-        else:
-            external.append(r.request.url)
-            r.abort()
+    route = offline_router(FILE_ORIGINS, external)
 
     visible_bars = """() => { const gd = document.querySelectorAll('.plotly-graph-div')[0];
         const bars = gd.data.filter(t => t.type === 'bar' && t.visible !== false);

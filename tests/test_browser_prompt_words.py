@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from test_browser_lab import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, lab  # noqa: F401  (the JupyterLab fixture)
+from _browser import lab_origins, offline_router
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -62,13 +63,7 @@ def test_prompt_words_table_in_jupyterlab(lab, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     external, errors, console = [], [], []
 
-    def route(r):
-        url = r.request.url
-        if url.startswith((base, "ws://127.0.0.1", "data:", "blob:", "about:")):
-            r.continue_()
-        else:
-            external.append(url)
-            r.abort()
+    route = offline_router(lab_origins(base), external)
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from _browser import lab_origins, offline_router
 from test_browser_lab import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, lab  # noqa: F401  (lab: the fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(420)]
@@ -301,12 +302,7 @@ def test_every_control_of_every_explorer_draws_what_python_holds(lab):
     ARTIFACTS.mkdir(exist_ok=True)
     console, errors, external = [], [], []
 
-    def route(r):
-        if r.request.url.startswith((base, "ws://127.0.0.1", "data:", "blob:", "about:")):
-            r.continue_()
-        else:
-            external.append(r.request.url)
-            r.abort()
+    route = offline_router(lab_origins(base), external)
 
     t_start = time.monotonic()
     with sync_playwright() as p:

@@ -13,6 +13,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from attnviz.assets import asset_path
 from attnviz.studies.handouts import ANYWIDGET_PATCHES, ESM_REF, Handout, _merged, build, main, patch_anywidget
+from _browser import FILE_ORIGINS, offline_router
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -147,12 +148,7 @@ def test_export_renders_from_file_url_in_chromium(built):
     out, _ = built
     errors, external = [], []
 
-    def route(r):
-        if r.request.url.startswith(("file:", "data:", "about:", "blob:")):
-            r.continue_()
-        else:
-            external.append(r.request.url)
-            r.abort()
+    route = offline_router(FILE_ORIGINS, external)
 
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)

@@ -21,6 +21,7 @@ from attnviz.widgets import TrainingMonitor
 
 from _prompt_fixtures import make_run
 from test_browser_lab import lab  # noqa: F401  (the JupyterLab fixture)
+from _browser import lab_origins, offline_router
 
 
 def _log(run_dir):
@@ -237,12 +238,7 @@ def test_monitor_in_jupyterlab_updates_while_the_kernel_is_idle_and_stops(lab):
               ".attnviz-training-figure .js-plotly-plot')")
     errors, external = [], []
 
-    def route(r):
-        if r.request.url.startswith((base, "ws://127.0.0.1", "data:", "blob:", "about:")):
-            r.continue_()
-        else:
-            external.append(r.request.url)
-            r.abort()
+    route = offline_router(lab_origins(base), external)
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
