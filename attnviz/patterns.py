@@ -56,7 +56,7 @@ import numpy as np
 import torch
 
 from .checks import is_int
-from .masks import ALLOW, MASK_PARTS, RESTRICT, MaskPart
+from .masks import ALLOW, MASK_PARTS, RESTRICT, MaskPart, part_from_dict
 from .placement import SequenceLayout, plain_layout
 
 #: The built-in reason codes, index = code.
@@ -789,6 +789,21 @@ def mask_mod(pattern: AttentionPattern, layout: SequenceLayout | int, layer: int
     without random blocks. The kernel evaluates it on every cell of every partial tile, so its size
     is the cost of the sparse attention (``benchmarks/results/flex_mask_op.md``)."""
     return layer_rule(pattern, layout, layer).mask_fn(device)
+
+
+def pattern_to_dict(pattern: AttentionPattern) -> dict:
+    """JSON-ready fields of ``pattern`` (tuples as lists; mask parts as ``{"part": name, **settings}``),
+    as runs and measurements save it."""
+    d = {f.name: getattr(pattern, f.name) for f in dataclasses.fields(pattern)}
+    d["parts"] = [part.to_dict() for part in pattern.parts]
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def pattern_from_dict(d: dict) -> AttentionPattern:
+    """The pattern :func:`pattern_to_dict` wrote (runs saved before mask parts have no ``parts``)."""
+    d = dict(d)
+    parts = tuple(part_from_dict(p) for p in d.pop("parts", ()))
+    return AttentionPattern(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}, parts=parts)
 
 
 def describe(pattern: AttentionPattern) -> str:

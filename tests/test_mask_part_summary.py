@@ -17,7 +17,7 @@ from attnviz.costs import keys_per_query
 from attnviz.masks import MASK_PARTS, Strided, SummaryColumns, part_from_text
 from attnviz.patterns import ALLOWED_CODES, FUTURE, OUTSIDE_CHUNK, PART_CODES, REASONS, WINDOW
 from attnviz.pooling import block_edges, pool_counts, pooled_reasons
-from attnviz.prompts.model import pattern_from_dict, pattern_to_dict
+from attnviz.patterns import pattern_from_dict, pattern_to_dict
 from attnviz.spread import spread_pattern
 from tests.test_blockmask import assert_same_tables, dense_of
 

@@ -21,7 +21,7 @@ from attnviz.masks import MASK_PARTS, MaskPart, Strided, part_from_dict, part_fr
 from attnviz.models import tiny_model, to_native, with_pattern
 from attnviz.patterns import ALLOWED_CODES, BLOCKED, FUTURE, PART_CODES, REASONS, WINDOW
 from attnviz.pooling import block_edges, pool_counts, pooled_reasons
-from attnviz.prompts.model import pattern_from_dict, pattern_to_dict
+from attnviz.patterns import pattern_from_dict, pattern_to_dict
 from attnviz.spread import spread_pattern
 from tests.test_blockmask import assert_same_tables, dense_of
 

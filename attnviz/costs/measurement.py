@@ -22,7 +22,7 @@ import torch
 
 from ..checks import is_int
 from ..memory import MALLOC_ENV, peak_memory
-from ..patterns import AttentionPattern, allowed, mask_mod
+from ..patterns import AttentionPattern, allowed, mask_mod, pattern_to_dict
 from ..placement import SequenceLayout
 from .model import (FUSED, MEASURABLE, LayerCost, attention_cost, check_choice, dtype_name, longformer_padded_length,
                     longformer_windows)
@@ -275,7 +275,7 @@ def measure_isolated(runs: list[dict], *, timeout: float = 600) -> list[Measurem
         pattern = run.get("pattern")
         if pattern is not None and not isinstance(pattern, AttentionPattern):
             raise TypeError(f"pattern must be an AttentionPattern or None, got {type(pattern).__name__}")
-        run["pattern"] = None if pattern is None else dataclasses.asdict(pattern)
+        run["pattern"] = None if pattern is None else pattern_to_dict(pattern)
         if not is_int(run.get("layout")):
             raise TypeError(f"measure_isolated takes plain lengths as layout, got {run.get('layout')!r}")
         if "dtype" in run:

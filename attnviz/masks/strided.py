@@ -41,8 +41,9 @@ class Strided(MaskPart):
             object.__setattr__(self, "stride", value)
         if isinstance(value, tuple) and not value:
             raise ValueError("Strided(stride=()) has no layers; give an int, or one int/None per layer")
-        for s in value if isinstance(value, tuple) else (value,):
-            if (s is not None or not isinstance(value, tuple)) and (not is_int(s) or s < 1):
+        per_layer = isinstance(value, tuple)
+        for s in value if per_layer else (value,):
+            if (s is not None or not per_layer) and (not is_int(s) or s < 1):   # None: a layer without it
                 raise ValueError(f"Strided stride must be an int >= 1 (the Sparse Transformer's l: keys with "
                                  f"(q - k) % l == 0), or a per-layer tuple of ints/None; got {s!r}")
         if isinstance(value, tuple):

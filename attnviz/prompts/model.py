@@ -36,7 +36,7 @@ it is used with, and pruning stays exact.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
@@ -45,8 +45,7 @@ from ..blockmask import FLEX_BLOCK
 from ..models import anatomy
 from ..models.interface import BACKENDS, flex_kernel_count, with_pattern
 from ..models.native import apply_native, to_native
-from ..masks import part_from_dict
-from ..patterns import AttentionPattern, build_masks, describe
+from ..patterns import AttentionPattern, build_masks, describe, pattern_from_dict, pattern_to_dict  # noqa: F401  (saved runs)
 from ..placement import PromptPlacement, SequenceLayout, insert_prompt, plain_layout
 from .heads import ClassificationHead, QAHead, Readout
 from .pruning import readout_reach, row_masks
@@ -556,20 +555,6 @@ def _layer_modules(base, num_layers: int) -> list:
     except ValueError:
         raise ValueError(f"deep=True needs the model's list of {num_layers} layers; none found on {type(base).__name__} "
                          f"(looked for encoder.layer, h, layers); use deep=False") from None
-
-
-def pattern_to_dict(pattern: AttentionPattern) -> dict:
-    """JSON-ready fields of ``pattern``; mask parts as ``{"part": name, **settings}``."""
-    d = {f.name: getattr(pattern, f.name) for f in fields(pattern)}
-    d["parts"] = [part.to_dict() for part in pattern.parts]
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-
-def pattern_from_dict(d: dict) -> AttentionPattern:
-    """The pattern :func:`pattern_to_dict` wrote (older runs have no ``parts``)."""
-    d = dict(d)
-    parts = tuple(part_from_dict(p) for p in d.pop("parts", ()))
-    return AttentionPattern(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}, parts=parts)
 
 
 def placement_from_dict(d: dict | None) -> PromptPlacement | None:

@@ -58,7 +58,7 @@ class RunRecord:
 
     @property
     def pattern(self) -> AttentionPattern:
-        from ..prompts.model import pattern_from_dict
+        from ..patterns import pattern_from_dict
 
         return pattern_from_dict(self.model_config["pattern"])
 
