@@ -266,3 +266,12 @@ def test_pairs_enumerate_each_allowed_pair_once(part, L):
         want = torch.zeros(L, L, dtype=torch.int64) if fn is None else fn(None, None, torch.arange(L)[:, None],
                                                                           torch.arange(L)[None, :]).long()
         assert torch.equal(got, want)
+
+
+def test_cost_measurement_in_a_fresh_process_keeps_the_part():
+    """measure_isolated sends the pattern to a child process as JSON: the part must arrive by name."""
+    from attnviz.costs import measure_isolated
+
+    pattern = AttentionPattern(window=8, causal=True, parts=(Strided(8),))
+    (m,) = measure_isolated([dict(pattern=pattern, layout=256, num_heads=2, head_dim=16, backend="dense", repeats=1)])
+    assert m.predicted.pairs == int(build_masks(pattern, 256, 1)[0].sum()) == 256 * 8 - 28 + sum(q // 8 for q in range(256))

@@ -22,7 +22,7 @@ import torch
 
 from ..checks import is_int
 from ..memory import MALLOC_ENV, peak_memory
-from ..patterns import AttentionPattern, allowed, mask_mod, pattern_to_dict
+from ..patterns import AttentionPattern, allowed, mask_mod, pattern_from_dict, pattern_to_dict
 from ..placement import SequenceLayout
 from .model import (FUSED, MEASURABLE, LayerCost, attention_cost, check_choice, dtype_name, longformer_padded_length,
                     longformer_windows)
@@ -301,7 +301,7 @@ def measure_isolated(runs: list[dict], *, timeout: float = 600) -> list[Measurem
 
 def main(stdin=None, stdout=None) -> None:
     """What ``python -m attnviz.costs.measure`` runs: reads a JSON list of :func:`measure` keyword
-    arguments (``pattern`` as the fields of an :class:`AttentionPattern`, or null) from ``stdin``
+    arguments (``pattern`` as :func:`attnviz.patterns.pattern_to_dict` writes it, or null) from ``stdin``
     and writes one line, :data:`MARKER` followed by the JSON list of the measurements, to ``stdout``
     (the marker keeps it apart from anything a library prints)."""
     stdin = sys.stdin if stdin is None else stdin
@@ -309,6 +309,6 @@ def main(stdin=None, stdout=None) -> None:
     out = []
     for run in json.load(stdin):
         pattern = run.pop("pattern")
-        m = measure(None if pattern is None else AttentionPattern(**pattern), **run)
+        m = measure(None if pattern is None else pattern_from_dict(pattern), **run)
         out.append(dataclasses.asdict(m))
     stdout.write(MARKER + json.dumps(out) + "\n")
