@@ -247,6 +247,12 @@ class AttentionPattern:
         self._check_layer(layer)
         return self.chunk[layer] if isinstance(self.chunk, tuple) else self.chunk
 
+    def is_full(self, layer: int) -> bool:
+        """True when ``layer`` allows every pair: full bidirectional attention that no chunk,
+        document boundary or ``restrict`` mask part cuts (what a backend may skip masking for)."""
+        return (self.window_at(layer) is None and not self.causal and self.chunk_at(layer) is None
+                and not self.documents and not any(part.role == RESTRICT for part in self.parts))
+
     def prefix_length(self, layout: SequenceLayout | int) -> int:
         """``P`` of ``prefix_lm`` on this layout (0 = no prefix): ``"prompt"`` ends after the last
         prompt position; an int longer than the layout is an error."""

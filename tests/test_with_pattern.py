@@ -338,3 +338,24 @@ def test_bad_arguments():
     # none of the above leaves anything switched or registered
     assert model.config._attn_implementation == "eager"
     assert not [k for k in AttentionInterface._global_mapping if k.startswith("attnviz_")]
+
+
+@pytest.mark.parametrize("backend", ["dense", "sdpa", "tiled", "flex"])
+def test_bidirectional_chunks_and_documents_without_a_window_are_masked(backend):
+    """window=None but chunks / packed documents: not full attention. Each chunk (document) must equal
+    the model run on that piece alone at the same positions (an independent reference); the dense and
+    flex backends once skipped the mask here because the window was None."""
+    model = tiny_model("bert")
+    ids = torch.randint(3, 100, (1, 20), generator=torch.Generator().manual_seed(0))
+    cases = [(AttentionPattern(chunk=4), [(a, a + 4) for a in range(0, 20, 4)]),
+             (AttentionPattern(documents=(10, 10)), [(0, 10), (10, 20)])]
+    kwargs = {"compile": False} if backend == "flex" else {}
+    with torch.no_grad():
+        for pattern, pieces in cases:
+            assert not pattern.is_full(0)
+            with with_pattern(model, pattern, backend=backend, **kwargs) as m:
+                out = m(input_ids=ids).last_hidden_state
+            for a, b in pieces:
+                alone = model(input_ids=ids[:, a:b], position_ids=torch.arange(a, b)[None]).last_hidden_state
+                assert (out[:, a:b] - alone).abs().max() <= 1e-5, (pattern, backend, a)
+    assert AttentionPattern().is_full(0) and not AttentionPattern(causal=True).is_full(0)

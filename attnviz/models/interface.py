@@ -289,7 +289,7 @@ class _PatternAttention:
 
     def _layer_mask(self, layer: int, length: int, device) -> torch.Tensor | None:
         """bool ``(L, L)`` of ``layer`` (``[q, k]`` = q may attend k), or None if it allows everything."""
-        if self.pattern.window_at(layer) is None and not self.pattern.causal:
+        if self.pattern.is_full(layer):
             return None   # full attention: nothing to build (an (L, L) mask per layer would be 4 GB at 64k)
         key = (length, str(device))
         if key not in self._masks:
@@ -310,7 +310,7 @@ class _PatternAttention:
         """
         _, _, BlockMask = self._flex
         layout = self.layout or length
-        full_pattern = self.pattern.window_at(layer) is None and not self.pattern.causal
+        full_pattern = self.pattern.is_full(layer)
         info = getattr(attention_mask, "_attnviz_model_mask", None) if isinstance(attention_mask, BlockMask) else None
         if attention_mask is None or (info is not None and info.padding is None and info.implied_by(self.pattern)):
             # The cached BlockMask of (pattern, layout, layer, device): same object every forward.
