@@ -188,7 +188,7 @@ def test_valid_cache_is_reused_without_reading_the_archive(fake, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("the archive was read again")
 
-    monkeypatch.setattr(nli, "read_members", boom)
+    monkeypatch.setattr(nli, "read_bigbench", boom)
     again = prepare_nli(progress=False, archive=archive)
     assert not again.fresh and again.manifest == first.manifest
     with pytest.raises(AssertionError, match="read again"):
@@ -223,6 +223,7 @@ def test_read_members_one_pass_and_missing(fake):
 
 
 def test_offline_fetch_fails_with_what_to_run(cache, tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "BIGBENCH_SUBSET", tmp_path / "not-shipped.tar.xz")   # e.g. a wheel without data/
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # no index at all: as offline as it gets
     parser = argparse.ArgumentParser(prog="attnviz")
@@ -259,10 +260,12 @@ def test_hub_sources_offline_point_to_the_offline_ones(cache, monkeypatch):
 
 
 @pytest.mark.slow
-def test_real_bigbench_sdist(cache):
-    # fetched from the package index on a fresh machine (no pip), else reused; pinned sha256 checked
-    assert sources.fetch_sdist(dest=REAL_SDIST.parent, progress=False) == REAL_SDIST
-    prepared = prepare_nli(progress=False, archive=REAL_SDIST)
+def test_real_bigbench_tasks(cache):
+    # an empty cache, no network: the BIG-bench task files shipped in data/ (each member's sha256
+    # pinned; the 358 MB sdist left the package index on 2026-12-04)
+    prepared = prepare_nli(progress=False)
+    assert prepared.manifest["source"]["archive"] == sources.BIGBENCH_SUBSET.name
+    assert not (cache / "downloads").exists()                        # nothing was downloaded
     files = prepared.manifest["files"]
     assert prepared.manifest["source"]["examples"] == {"vitaminc": 54_668, "presuppositions": 735}
     vit = {lab: files["vitaminc-train.jsonl"]["labels"][lab] + files["vitaminc-test.jsonl"]["labels"][lab]
@@ -274,3 +277,20 @@ def test_real_bigbench_sdist(cache):
     assert len(train) + len(test) == 54_668 and 0.09 < len(test) / 54_668 < 0.11
     assert not set(train["premise"]) & set(test["premise"])
     assert not set(train["hypothesis"]) & set(test["hypothesis"])
+
+
+def test_shipped_bigbench_members_are_pinned_and_checked(tmp_path, monkeypatch):
+    raw = sources.read_bigbench(sources.BIGBENCH_SUBSET, list(sources.BIGBENCH_MEMBER_SHA256), progress=False)
+    assert {m: __import__("hashlib").sha256(b).hexdigest() for m, b in raw.items()} == sources.BIGBENCH_MEMBER_SHA256
+    if REAL_SDIST.is_file():   # the full sdist, where a cache still has it: byte-identical members
+        assert sources.read_members(REAL_SDIST, list(raw), progress=False) == raw
+    # a damaged shipped file is named, with the fix
+    import tarfile, io
+    bad = tmp_path / sources.BIGBENCH_SUBSET.name
+    member = next(iter(sources.BIGBENCH_MEMBER_SHA256))
+    with tarfile.open(bad, "w:xz") as tf:
+        info = tarfile.TarInfo(member); info.size = 3
+        tf.addfile(info, io.BytesIO(b"bad"))
+    monkeypatch.setattr(sources, "BIGBENCH_SUBSET", bad)
+    with pytest.raises(ValueError, match="the shipped file is damaged; restore it with git checkout"):
+        sources.read_bigbench(bad, [member], progress=False)

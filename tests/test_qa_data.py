@@ -238,6 +238,7 @@ def test_cli_prepare_qa_prints_counts_and_checksums(fake, capsys):
 
 
 def test_offline_fetch_fails_with_what_to_run(cache, tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "BIGBENCH_SUBSET", tmp_path / "not-shipped.tar.xz")   # e.g. a wheel without data/
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # no index at all: as offline as it gets
     parser = argparse.ArgumentParser(prog="attnviz")
@@ -259,9 +260,9 @@ def test_hub_source_offline_points_to_the_offline_one(cache, monkeypatch):
 
 
 @pytest.mark.slow
-def test_real_bigbench_sdist(cache):
-    assert sources.fetch_sdist(dest=REAL_SDIST.parent, progress=False) == REAL_SDIST  # fetched once, or reused
-    prepared = prepare_qa(progress=False, archive=REAL_SDIST)
+def test_real_bigbench_tasks(cache):
+    prepared = prepare_qa(progress=False)        # the task files shipped in data/, members pinned by sha256
+    assert prepared.manifest["source"]["archive"] == sources.BIGBENCH_SUBSET.name
     answers = prepared.manifest["source"]["answers"]
     assert {d: a["questions"] for d, a in answers.items()} == {
         "squad": 10_565, "new_wiki": 7_936, "nyt": 10_056, "reddit": 9_767, "amazon_reviews": 9_877}

@@ -39,7 +39,7 @@ from typing import Callable, Sequence
 
 from ..checks import check_int
 from .sources import Prepared, BIGBENCH, BIGBENCH_TASKS, assign_test_groups, atomic_write, atomic_write_json, cache_dir, data_dir, \
-    fetch_sdist, read_manifest_file, read_members, sha256_file, verify_listed_file
+    bigbench_archive, read_bigbench, read_manifest_file, sha256_file, verify_listed_file
 
 LABELS = ("entailment", "neutral", "contradiction")
 SOURCES = ("vitaminc", "presuppositions", "snli", "mnli")
@@ -215,10 +215,10 @@ def prepare_nli(force: bool = False, progress: bool = True, *, archive: str | Pa
         if manifest is not None and (archive is None or manifest["source"]["sha256"] == sha256_file(archive)):
             return Prepared(out, manifest, fresh=False)
 
-    path = Path(archive) if archive is not None else fetch_sdist(BIGBENCH, progress=progress)
+    path = Path(archive) if archive is not None else bigbench_archive(progress=progress)
     archive_sha = sha256_file(path)
     members = {source: BIGBENCH_TASKS + m for source, m in MEMBERS.items()}
-    raw = read_members(path, list(members.values()), progress=progress)
+    raw = read_bigbench(path, list(members.values()), progress=progress)
 
     (out / MANIFEST).unlink(missing_ok=True)  # from here on the old copy is invalid
     files, canaries, counts = {}, set(), {}

@@ -45,8 +45,8 @@ from pathlib import Path
 from typing import Sequence
 
 from ..checks import check_int
-from .sources import Prepared, BIGBENCH, BIGBENCH_TASKS, atomic_write, atomic_write_json, cache_dir, data_dir, fetch_sdist, \
-    read_manifest_file, read_members, sha256_file, verify_listed_file
+from .sources import Prepared, BIGBENCH, BIGBENCH_TASKS, atomic_write, atomic_write_json, cache_dir, data_dir, bigbench_archive, \
+    read_bigbench, read_manifest_file, sha256_file, verify_listed_file
 
 #: Name of the prepared data set: ``<cache>/data/qa``.
 NAME = "qa"
@@ -161,11 +161,11 @@ def prepare_qa(force: bool = False, progress: bool = True, *, archive: str | Pat
         if manifest is not None and (archive is None or manifest["source"]["sha256"] == sha256_file(archive)):
             return Prepared(out, manifest, fresh=False, unit="questions")
 
-    path = Path(archive) if archive is not None else fetch_sdist(BIGBENCH, progress=progress,
-                                                                 command="attnviz data prepare qa")
+    path = Path(archive) if archive is not None else bigbench_archive(progress=progress,
+                                                                      command="attnviz data prepare qa")
     archive_sha = sha256_file(path)
     members = {d: BIGBENCH_TASKS + m for d, m in MEMBERS.items()}
-    raw = read_members(path, list(members.values()), progress=progress)
+    raw = read_bigbench(path, list(members.values()), progress=progress)
 
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)  # from here on the old copy is invalid

@@ -71,6 +71,20 @@ BIGBENCH = SdistSource("bigbench", "1.0.0", "1bb398a5512c6d798cdebe0dfa0ac03f67f
                        size=358_249_635)
 #: Folder of the task files inside the BIG-bench archive.
 BIGBENCH_TASKS = f"{BIGBENCH.root}/bigbench/benchmark_tasks/"
+#: The seven BIG-bench task files attnviz reads, shipped with the repository (``data/``, 5 MB, xz):
+#: the 358 MB sdist left the package index on 2026-12-04 (only bigbench 0.0.1, without the tasks, is
+#: listed since), so a fresh machine could no longer prepare NLI or QA. Same paths and bytes as in
+#: the sdist (BIG-bench, Apache License 2.0), each member pinned by its sha256 below.
+BIGBENCH_SUBSET = Path(__file__).resolve().parents[2] / "data" / "bigbench-1.0.0-tasks.tar.xz"
+BIGBENCH_MEMBER_SHA256 = {BIGBENCH_TASKS + member: sha for member, sha in {
+    "vitaminc_fact_verification/task.json": "10f83da50374701fc7ce69162a7a167b14e1a86351201aa8bf14b56fa0a3214f",
+    "presuppositions_as_nli/task.json": "c65abd117007552b12453da7cc7b2d781042f5a34f6e6f6892ab3287d469d0ee",
+    "squad_shifts/squaddev_v1.1.json": "45089eff3cf52004b1dca6814cde5c57082fdb09872f18c79a5d944d45be523a",
+    "squad_shifts/new_wiki_v1.0.json": "428104b87438d9059eb5df2883267cf9d30f6f4fcaed92e72107c8b913eaea40",
+    "squad_shifts/nyt_v1.0.json": "a770cdc1b460e3bd256a9f95aae021ed6502768b1713be777f3dd8740a4a1965",
+    "squad_shifts/reddit_v1.0.json": "db57c9269e4965fdb5dc045afb00e02f03668790ad6f66ab0354bf74b0fc63fe",
+    "squad_shifts/amazon_reviews_v1.0.json": "3d3b16b874aefef754d04c1cbd64457b3a6456aa2e946a6132b8254c17e34c4a",
+}.items()}
 
 
 # ---- cache folders ------------------------------------------------------------------------------
@@ -142,6 +156,28 @@ def fetch_sdist(source: SdistSource = BIGBENCH, *, dest: str | os.PathLike | Non
             f"and run `{command}` again; attnviz checks its sha256.") from None
     except package_index.ChecksumMismatch as exc:
         raise ValueError(f"{exc}; nothing was saved in {dest}") from None
+
+
+def bigbench_archive(*, progress: bool = True, command: str = "attnviz data prepare nli") -> Path:
+    """The archive to read BIG-bench task files from: the subset shipped in ``data/`` (offline, no
+    download), else the full sdist from the cache or the package index (:func:`fetch_sdist`)."""
+    if BIGBENCH_SUBSET.is_file():
+        return BIGBENCH_SUBSET
+    return fetch_sdist(BIGBENCH, progress=progress, command=command)
+
+
+def read_bigbench(archive: str | os.PathLike, members: Sequence[str], *, progress: bool = True) -> dict[str, bytes]:
+    """:func:`read_members`, and for the shipped subset every member checked against its pinned
+    sha256 (:data:`BIGBENCH_MEMBER_SHA256`); raises ``ValueError`` naming a member that differs."""
+    raw = read_members(archive, members, progress=progress)
+    if Path(archive).resolve() == BIGBENCH_SUBSET.resolve():
+        for name, data in raw.items():
+            want = BIGBENCH_MEMBER_SHA256.get(name)
+            got = hashlib.sha256(data).hexdigest()
+            if want is not None and got != want:
+                raise ValueError(f"{name} in {archive} has sha256 {got}, expected {want}: the shipped file is "
+                                 f"damaged; restore it with git checkout -- data/{BIGBENCH_SUBSET.name}")
+    return raw
 
 
 def read_members(archive: str | os.PathLike, members: Sequence[str], *, progress: bool = True) -> dict[str, bytes]:
